@@ -1,0 +1,61 @@
+"""chromalab: deep-learning image colorization — train, compare and apply colorization models.
+
+    from chromalab import load_model, colorize
+    colorizer = load_model()                 # the shipped default model
+    photo = colorize("old-photo.jpg")        # -> PIL.Image, same size, same lightness
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from chromalab.inference.colorizer import Colorizer
+
+
+def load_model(name_or_path: str | Path | None = None) -> "Colorizer":
+    """A shipped model by name ('default'), a model file (.safetensors/.ckpt) or a run folder."""
+    from chromalab.inference.colorizer import Colorizer
+
+    return Colorizer.load(name_or_path)
+
+
+def colorize(
+    image: "str | Path | Image.Image",
+    model: "str | Path | Colorizer | None" = None,
+    size: int | None = None,
+    **options: Any,
+) -> "Image.Image":
+    """Colorize one photo (path or PIL image) at its full resolution."""
+    from PIL import Image as PILImage
+
+    from chromalab.data.images import open_rgb
+    from chromalab.inference.colorizer import Colorizer
+
+    colorizer = model if isinstance(model, Colorizer) else load_model(model)
+    picture = image if isinstance(image, PILImage.Image) else open_rgb(image)
+    return colorizer.colorize(picture, size=size, **options)
+
+
+def train(config: "str | Path | dict[str, Any] | None" = None, resume: str | None = None, **overrides: Any) -> Path:
+    """Train from a YAML file or dict, with dotted overrides (``train(cfg, **{"optim.lr": 1e-3})``)."""
+    from chromalab.training.config import TrainConfig
+    from chromalab.training.trainer import train as run_training
+
+    if config is None:
+        resolved = TrainConfig()
+    elif isinstance(config, dict):
+        resolved = TrainConfig.from_dict(config)
+    else:
+        resolved = TrainConfig.from_yaml(config)
+    for path, value in overrides.items():
+        resolved.set(path, value)
+    return run_training(resolved, resume=resume)
+
+
+__all__ = ["__version__", "colorize", "load_model", "train"]

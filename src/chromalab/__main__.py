@@ -1,0 +1,3 @@
+from chromalab.cli import main
+
+raise SystemExit(main())

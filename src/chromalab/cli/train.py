@@ -1,0 +1,100 @@
+"""chromalab train --data DIR --model NAME ... [--config X.yaml] [--set path=value]"""
+
+from __future__ import annotations
+
+import argparse
+
+# Command-line flag -> dotted config path. Flags given override the YAML file.
+FLAGS: dict[str, tuple[str, type, str]] = {
+    "data": ("data.path", str, "photo folder (recursive)"),
+    "model": ("model.name", str, "model name (see `chromalab models`)"),
+    "color_space": ("model.color_space", str, "lab, rgb, yuv, ycbcr or hsv"),
+    "loss": ("loss.pixel", str, "l1, l2, huber or l1+l2"),
+    "huber_delta": ("loss.huber_delta", float, "Huber delta (normalized units)"),
+    "loss_space": ("loss.space", str, "native or rgb: where the pixel loss is computed"),
+    "perceptual": ("loss.perceptual", str, "add a perceptual loss: stlpips or effnet"),
+    "size": ("data.size", int, "training crop size"),
+    "batch_size": ("data.batch_size", int, "batch size (per device)"),
+    "val_fraction": ("data.val_fraction", float, "fraction of photos held out for validation"),
+    "workers": ("data.workers", int, "DataLoader worker processes"),
+    "limit": ("data.limit", int, "use at most this many training photos"),
+    "epochs": ("trainer.epochs", int, "epochs"),
+    "max_steps": ("trainer.max_steps", int, "stop after this many optimizer steps"),
+    "lr": ("optim.lr", float, "peak learning rate (AdamW)"),
+    "weight_decay": ("optim.weight_decay", float, "AdamW weight decay"),
+    "warmup_steps": ("optim.warmup_steps", int, "linear warm-up steps before cosine decay"),
+    "grad_clip": ("optim.grad_clip", float, "gradient-norm clipping"),
+    "patience": ("trainer.patience", int, "early stopping after N validations without improvement"),
+    "seed": ("seed", int, "random seed (also the split's seed unless data.seed is set)"),
+    "out": ("out", str, "run folder"),
+    "accelerator": ("trainer.accelerator", str, "cpu, gpu, auto ... (Lightning)"),
+    "devices": ("trainer.devices", str, "devices per node, e.g. 2 or auto (Lightning)"),
+    "num_nodes": ("trainer.num_nodes", int, "nodes (Lightning)"),
+    "strategy": ("trainer.strategy", str, "auto, ddp, ddp_spawn ... (Lightning)"),
+    "precision": ("trainer.precision", str, "32-true, bf16-mixed, 16-mixed (Lightning)"),
+    "val_every": ("trainer.val_every", float, "validate every N epochs, or a fraction of one"),
+    "discriminator": ("gan.discriminator", str, "GAN discriminator: patch, pixel, critic, multiscale, unet"),
+    "gan_loss": ("gan.loss", str, "GAN loss: vanilla, lsgan, wgan-gp, hinge"),
+    "l1_weight": ("gan.l1_weight", float, "weight of the L1 term in the GAN generator loss"),
+    "sampler": ("diffusion.sampler", str, "diffusion sampler: ddpm or ddim"),
+    "steps": ("diffusion.steps", int, "diffusion sampling steps"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a colorization model on a photo folder",
+        description="Train a model. Options come from --config (YAML), then the flags below, "
+        "then --set path=value; the resolved configuration is saved in the run folder.",
+    )
+    parser.add_argument("--config", help="YAML experiment file (see configs/)")
+    for flag, (path, kind, text) in FLAGS.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None,
+                            help=f"{text} [{path}]")
+    parser.add_argument("--attention", dest="attention", default=None,
+                        help="U-Net attention blocks, e.g. criss-cross [model.kwargs.attention]")
+    parser.add_argument("--cache", action="store_true", default=None, help="cache decoded photos (memory-mapped)")
+    parser.add_argument("--mood-augment", action="store_true", default=None, help="hue-shifted training targets")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                        help="any config option, e.g. --set model.kwargs.width=64 (repeatable)")
+    parser.add_argument("--resume", nargs="?", const="last", default=None,
+                        help="resume from a checkpoint (default: the run's last.ckpt)")
+    parser.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace):  # -> TrainConfig
+    from chromalab.errors import ChromalabError
+    from chromalab.training.config import TrainConfig
+
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    for flag, (path, _, _) in FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            config.set(path, value)
+    if args.seed is not None:
+        config.data.seed = args.seed
+    if args.attention is not None:
+        config.set("model.kwargs.attention", args.attention)
+    if args.cache:
+        config.data.cache = True
+    if args.mood_augment:
+        config.data.mood_augment = True
+    if args.no_progress:
+        config.trainer.progress = False
+    for item in args.set:
+        if "=" not in item:
+            raise ChromalabError(f"--set {item!r}: expected PATH=VALUE")
+        path, value = item.split("=", 1)
+        config.set(path.strip(), value)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from chromalab.training.trainer import train
+
+    config = resolve_config(args)
+    run_dir = train(config, resume=args.resume)
+    print(f"training finished: model {run_dir / 'model.safetensors'}, samples {run_dir / 'samples'}, "
+          f"logs {run_dir / 'logs'}")
+    return 0

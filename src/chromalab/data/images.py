@@ -1,0 +1,194 @@
+"""Reading and writing photos safely: every odd file becomes a one-line BadImageError.
+
+Pillow does the decoding. This module adds what colorization needs on top of it: EXIF
+orientation, correct conversion of palette / alpha / CMYK / 16-bit images to 8-bit sRGB,
+a decompression-bomb limit, grayscale detection, and atomic writes that never clobber a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from chromalab.errors import BadImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+MIN_SIDE = 8  # smaller images carry no usable content for a colorizer
+MAX_PIXELS = 120_000_000  # beyond this a file is treated as a decompression bomb
+
+# Truncated files must fail loudly, not decode as half-gray pictures.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# Pillow's save format names for the extensions we write.
+FORMAT_BY_EXTENSION = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+}
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _to_rgb8(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB the way a viewer would show it."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit integer gray: rescale to 8 bits by the type's range, not by clipping.
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        top = 1.0 if array.max() <= 1.0 else 255.0
+        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Composite transparency on white, as photo viewers do.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "CMYK":
+        return image.convert("RGB")
+    return image.convert("RGB")
+
+
+def open_rgb(path: str | os.PathLike[str], draft_size: int | None = None) -> Image.Image:
+    """Decode ``path`` to an 8-bit RGB Pillow image with EXIF orientation applied.
+
+    ``draft_size`` lets JPEG decoding skip detail below that shorter side (much faster when
+    the photo will be downscaled anyway). Raises BadImageError with a one-line reason.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BadImageError(path, "no such file")
+    if path.is_dir():
+        raise BadImageError(path, "is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise BadImageError(
+                        path, f"too large ({width}x{height}, over {MAX_PIXELS:,} pixels)"
+                    )
+                if min(width, height) < MIN_SIDE:
+                    raise BadImageError(
+                        path, f"too small ({width}x{height}; needs at least {MIN_SIDE} px a side)"
+                    )
+                if draft_size and image.format == "JPEG":
+                    image.draft("RGB", (draft_size, draft_size))
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb8(image)
+    except BadImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImageError(path, "too large (decompression-bomb limit)") from None
+    except UnidentifiedImageError:
+        raise BadImageError(path, "not an image Pillow can read") from None
+    except OSError as error:
+        reason = str(error) or type(error).__name__
+        if "truncated" in reason.lower() or "image file is" in reason.lower():
+            reason = "truncated or corrupt image data"
+        raise BadImageError(path, reason) from None
+    except (ValueError, SyntaxError, EOFError) as error:
+        raise BadImageError(path, f"corrupt image ({error})") from None
+
+
+def grayscale_score(image: Image.Image, size: int = 64) -> float:
+    """95th percentile of the per-pixel channel spread (max - min of R, G, B), in 0..255.
+
+    A percentile rather than a mean so that a gray photo with a few colored JPEG artefacts
+    still counts as gray while a mostly-gray photo with one colored object does not.
+    """
+    small = image.copy()
+    small.thumbnail((size, size))
+    array = np.asarray(small, dtype=np.int16)
+    spread = array.max(axis=2) - array.min(axis=2)
+    return float(np.percentile(spread, 95))
+
+
+GRAY_THRESHOLD = 6.0  # channel spread below this (of 255) at the 95th percentile = grayscale
+
+
+def is_grayscale(image: Image.Image, threshold: float = GRAY_THRESHOLD) -> bool:
+    if image.mode in ("L", "LA", "I", "I;16", "F", "1"):
+        return True
+    return grayscale_score(image) < threshold
+
+
+def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` and center-crop to ``size`` x ``size``."""
+    width, height = image.size
+    scale = size / min(width, height)
+    crop_w, crop_h = size / scale, size / scale
+    left, top = (width - crop_w) / 2.0, (height - crop_h) / 2.0
+    return image.resize(
+        (size, size), Image.Resampling.BICUBIC, box=(left, top, left + crop_w, top + crop_h),
+        reducing_gap=3.0,
+    )
+
+
+def check_writable_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadImageError(folder, f"cannot create output folder ({error.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise BadImageError(folder, "output folder is not writable")
+
+
+def save_image_atomic(
+    image: Image.Image,
+    path: Path,
+    overwrite: bool = False,
+    protected: frozenset[Path] = frozenset(),
+    **save_options: object,
+) -> None:
+    """Write via a temporary file in the same folder, then rename: never a half-written file.
+
+    Refuses to replace ``protected`` paths (the inputs) and, unless ``overwrite``, any
+    existing file.
+    """
+    path = Path(path)
+    if path.resolve() in protected:
+        raise BadImageError(path, "refusing to overwrite an input file")
+    if path.exists() and not overwrite:
+        raise BadImageError(path, "output exists (use --overwrite to replace it)")
+    check_writable_folder(path.parent)
+    image_format = FORMAT_BY_EXTENSION.get(path.suffix.lower())
+    if image_format is None:
+        raise BadImageError(path, f"unsupported output format {path.suffix!r}")
+    if image_format == "JPEG":
+        save_options.setdefault("quality", 95)
+    handle, temporary = tempfile.mkstemp(prefix=".chromalab-", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        image.save(temporary, format=image_format, **save_options)
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise BadImageError(path, f"cannot write ({error.strerror or error})") from None
+        raise

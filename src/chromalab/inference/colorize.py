@@ -1,0 +1,173 @@
+"""Colorizing files: inputs (files, folders, globs) -> outputs that mirror them, safely.
+
+Bad inputs are reported one line each and skipped; the batch goes on. Outputs are written
+atomically, never over an input and never over an existing file without ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from PIL import Image
+
+from chromalab.data.images import (
+    FORMAT_BY_EXTENSION,
+    BadImageError,
+    check_writable_folder,
+    is_image_path,
+    open_rgb,
+    save_image_atomic,
+)
+from chromalab.inference.colorizer import AbTransform, Colorizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class ColorizeReport:
+    written: list[Path] = field(default_factory=list)
+    failed: dict[Path, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[tuple[Path, Path]], dict[Path, str]]:
+    """Each input -> (file, path relative to where the output tree starts); plus missing ones.
+
+    A folder contributes its images recursively, relative to the folder; a glob or a file
+    contributes files by name.
+    """
+    found: list[tuple[Path, Path]] = []
+    missing: dict[Path, str] = {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
+            if not files:
+                missing[path] = "folder contains no images"
+            found.extend((f, f.relative_to(path)) for f in files)
+        elif path.exists():
+            found.append((path, Path(path.name)))
+        elif any(ch in str(item) for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
+            if not matches:
+                missing[path] = "pattern matches no files"
+            found.extend((m, Path(m.name)) for m in matches)
+        else:
+            missing[path] = "no such file or folder"
+    return found, missing
+
+
+def plan_jobs(
+    inputs: Sequence[str | Path], out_dir: Path, image_format: str | None = None, suffix: str = ""
+) -> tuple[list[Job], dict[Path, str]]:
+    found, failed = expand_inputs(inputs)
+    jobs = []
+    for source, relative in found:
+        extension = f".{image_format.lower().lstrip('.')}" if image_format else source.suffix.lower()
+        if extension not in FORMAT_BY_EXTENSION:
+            extension = ".png"
+        target = out_dir / relative.parent / f"{relative.stem}{suffix}{extension}"
+        jobs.append(Job(source, target))
+    return jobs, failed
+
+
+def _batches(items: Sequence[Job], size: int) -> Iterator[Sequence[Job]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load(job: Job) -> Image.Image | BadImageError:
+    try:
+        return open_rgb(job.source)
+    except BadImageError as error:
+        return error
+
+
+def _load_all(batch: Sequence[Job]) -> list[Image.Image | BadImageError]:
+    return [_load(job) for job in batch]
+
+
+def colorize_files(
+    colorizer: Colorizer,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    size: int | None = None,
+    batch_size: int = 8,
+    overwrite: bool = False,
+    image_format: str | None = None,
+    ab_transform: AbTransform | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    **options: Any,
+) -> ColorizeReport:
+    """Colorize every input photo into ``out_dir``; returns what was written and what failed."""
+    out_dir = Path(out_dir)
+    report = ColorizeReport()
+    on_error = on_error or (lambda message: log.error(message))
+    jobs, missing = plan_jobs(inputs, out_dir, image_format)
+    for path, reason in missing.items():
+        report.failed[path] = reason
+        on_error(f"{path}: {reason}")
+    if not jobs:
+        return report
+    try:
+        check_writable_folder(out_dir)
+    except BadImageError as error:
+        for job in jobs:
+            report.failed[job.source] = error.reason
+        on_error(str(error))
+        return report
+    protected = frozenset(job.source.resolve() for job in jobs)
+    pending = []
+    for job in jobs:  # decide up front, so nothing is computed for a file we may not write
+        if job.target.resolve() in protected:
+            reason = "output would overwrite an input file"
+        elif job.target.exists() and not overwrite:
+            reason = f"output {job.target} exists (use --overwrite to replace it)"
+        else:
+            pending.append(job)
+            continue
+        report.failed[job.source] = reason
+        on_error(f"{job.source}: {reason}")
+    # Decoding the next batch (in a thread) overlaps with the network on the current one.
+    batches = list(_batches(pending, batch_size))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(_load_all, batches[0]) if batches else None
+        for number, batch in enumerate(batches):
+            loaded = upcoming.result()
+            if number + 1 < len(batches):
+                upcoming = pool.submit(_load_all, batches[number + 1])
+            good = []
+            for job, image in zip(batch, loaded):
+                if isinstance(image, BadImageError):
+                    report.failed[job.source] = image.reason
+                    on_error(str(image))
+                else:
+                    good.append((job, image))
+            outputs = colorizer.colorize_images(
+                [image for _, image in good], size=size, ab_transform=ab_transform, **options
+            )
+            for (job, _), result in zip(good, outputs):
+                try:
+                    save_image_atomic(result, job.target, overwrite=overwrite, protected=protected)
+                    report.written.append(job.target)
+                except BadImageError as error:
+                    report.failed[job.source] = error.reason
+                    on_error(f"{job.source}: {error.reason}")
+            if on_progress:
+                on_progress(len(batch))
+    return report

@@ -1,0 +1,127 @@
+"""A loaded model, ready to colorize photos at their full resolution.
+
+The network runs at a fixed ``size`` (the model's training size by default); its a*b* are
+upsampled to the photo's resolution and joined with the photo's own full-resolution L*. So
+the output keeps every detail and exactly the input's lightness, whatever the photo's size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from chromalab.checkpoint import ModelSpec, load_network
+from chromalab.color import (
+    denormalize_ab,
+    float_to_uint8,
+    lab_to_rgb,
+    normalize_l,
+    rgb_to_lab,
+    uint8_to_float,
+)
+
+# (L_norm, ab_norm) at model size -> adjusted ab_norm; see chromalab.inference.controls.
+AbTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+STRIP_PIXELS = 2_000_000  # full-resolution merge works in strips of about this many pixels
+
+
+class Backend(Protocol):
+    def __call__(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor: ...
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (1, 3, H, W) float in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return uint8_to_float(torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0))
+
+
+def full_resolution_lightness(image: Image.Image) -> torch.Tensor:
+    """(1, 1, H, W) L* in [0, 100], computed in strips to bound memory on huge photos."""
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    height, width = array.shape[:2]
+    rows = max(1, STRIP_PIXELS // width)
+    out = torch.empty(1, 1, height, width)
+    for top in range(0, height, rows):
+        strip = torch.from_numpy(array[top : top + rows]).permute(2, 0, 1).unsqueeze(0)
+        out[:, :, top : top + rows] = rgb_to_lab(uint8_to_float(strip))[:, :1]
+    return out
+
+
+def merge_full_resolution(lightness: torch.Tensor, ab_small: torch.Tensor) -> np.ndarray:
+    """Upsample normalized ab to L's size and join in Lab -> HxWx3 uint8 sRGB (in strips)."""
+    height, width = lightness.shape[-2:]
+    ab_full = F.interpolate(ab_small, size=(height, width), mode="bilinear", align_corners=False)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, STRIP_PIXELS // width)
+    for top in range(0, height, rows):
+        lab = torch.cat(
+            [lightness[:, :, top : top + rows], denormalize_ab(ab_full[:, :, top : top + rows])], dim=1
+        )
+        out[top : top + rows] = float_to_uint8(lab_to_rgb(lab))[0].permute(1, 2, 0).numpy()
+    return out
+
+
+def model_input(image: Image.Image, size: int) -> torch.Tensor:
+    """(1, 1, size, size) normalized L of the photo squashed to the model's square input.
+
+    Squashing (not cropping) keeps every part of the photo in view of the network; the
+    predicted chroma is stretched back, and chroma is smooth enough for that not to show.
+    """
+    small = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return normalize_l(rgb_to_lab(image_to_tensor(small))[:, :1])
+
+
+class Colorizer:
+    """A network, its spec, and the full-resolution colorization around it."""
+
+    def __init__(self, net: torch.nn.Module, spec: ModelSpec, backend: Backend | None = None) -> None:
+        from chromalab.color import get_color_space
+
+        self.net = net.eval()
+        self.spec = spec
+        self.space = get_color_space(spec.color_space)
+        self.backend: Backend = backend or self._torch_backend
+
+    @classmethod
+    def load(cls, name_or_path: str | Path | None = None) -> "Colorizer":
+        net, spec = load_network(name_or_path)
+        return cls(net, spec)
+
+    def _torch_backend(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
+        return self.net.predict(l_norm, **options)
+
+    @torch.inference_mode()
+    def predict_ab(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Normalized a*b* (B, 2, h, w) for normalized L (B, 1, h, w)."""
+        prediction = self.backend(l_norm, **options)
+        return self.space.to_ab(l_norm, prediction)
+
+    @torch.inference_mode()
+    def colorize_images(
+        self,
+        images: Sequence[Image.Image],
+        size: int | None = None,
+        ab_transform: AbTransform | None = None,
+        **options: Any,
+    ) -> list[Image.Image]:
+        """Colorize photos (any sizes, gray or color) in one forward pass; same sizes out."""
+        if not images:
+            return []
+        size = size or self.spec.size
+        l_small = torch.cat([model_input(image, size) for image in images])
+        ab_small = self.predict_ab(l_small, **options)
+        if ab_transform is not None:
+            ab_small = ab_transform(l_small, ab_small)
+        results = []
+        for image, ab in zip(images, ab_small):
+            lightness = full_resolution_lightness(image)
+            results.append(Image.fromarray(merge_full_resolution(lightness, ab.unsqueeze(0))))
+        return results
+
+    def colorize(self, image: Image.Image, size: int | None = None, **options: Any) -> Image.Image:
+        return self.colorize_images([image], size=size, **options)[0]

@@ -1,0 +1,70 @@
+"""The model registry: ``@register_model`` on a constructor, ``create_model(name, **kwargs)``.
+
+As in timm, each model family lives in its own module and registers small named
+constructors; the registry only knows names, descriptions and how a model is trained.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    constructor: Callable[..., nn.Module]
+    description: str
+    objective: str  # which training objective (chromalab.training.objectives) trains it
+    color_space: str  # the color space it is trained in unless told otherwise
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, description: str, objective: str = "regression", color_space: str = "lab"
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorator(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelEntry(name, constructor, description, objective, color_space)
+        return constructor
+
+    return decorator
+
+
+def _import_families() -> None:
+    # Every module in chromalab.models registers its models on import.
+    import chromalab.models as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in {"registry", "base", "blocks"}:
+            importlib.import_module(f"chromalab.models.{module.name}")
+
+
+def model_entry(name: str) -> ModelEntry:
+    _import_families()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def list_models() -> list[ModelEntry]:
+    _import_families()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    return model_entry(name).constructor(**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

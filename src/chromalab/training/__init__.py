@@ -1,0 +1,1 @@
+"""Training: one LightningModule per objective, on a shared base, driven by trainer.train()."""

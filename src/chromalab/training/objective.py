@@ -1,0 +1,105 @@
+"""The shared base of all training objectives (LightningModules) and their registry.
+
+A batch of uint8 RGB photos arrives; ``prepare_batch`` augments it (training only) and splits
+it into the model input (normalized L) and the target (the chroma of the model's color
+space). Subclasses define only the loss: regression, adversarial, variational, diffusion,
+classification. Networks stay plain nn.Modules (chromalab.models).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+from chromalab.checkpoint import ModelSpec
+from chromalab.color import get_color_space, rgb_to_l_norm, uint8_to_float
+from chromalab.data.augment import augment, training_augmentation
+from chromalab.training.config import TrainConfig
+
+_OBJECTIVES: dict[str, type["ColorizationObjective"]] = {}
+
+
+def register_objective(name: str) -> Callable[[type], type]:
+    def decorator(cls: type) -> type:
+        _OBJECTIVES[name] = cls
+        return cls
+
+    return decorator
+
+
+def objective_class(name: str) -> type["ColorizationObjective"]:
+    import importlib
+    import pkgutil
+
+    import chromalab.training as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"chromalab.training.{module.name}")
+    try:
+        return _OBJECTIVES[name]
+    except KeyError:
+        raise ValueError(f"no training objective {name!r}; have {', '.join(sorted(_OBJECTIVES))}") from None
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up to 1, then cosine decay to ``min_ratio``."""
+
+    def multiplier(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return multiplier
+
+
+class ColorizationObjective(L.LightningModule):
+    """Base LightningModule: batch preparation, optimizer and schedule, sample predictions."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        # The whole resolved config is the checkpoint's hyper-parameters: enough to rebuild.
+        self.save_hyperparameters({"config": config})
+        self.cfg = TrainConfig.from_dict(config)
+        self.spec = ModelSpec.from_train_config(config)
+        self.space = get_color_space(self.spec.color_space)
+        self.net = self.build_network()
+        self.augmentation = training_augmentation(self.cfg.data.size, self.cfg.data.min_crop_scale)
+
+    def build_network(self) -> nn.Module:
+        return self.spec.build()
+
+    # --- data -------------------------------------------------------------------------
+    def prepare_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """uint8 (B, 3, H, W) -> (L input, chroma target, float RGB), augmented when training."""
+        rgb = uint8_to_float(images)
+        if self.training:
+            rgb = augment(rgb, self.augmentation)
+        return rgb_to_l_norm(rgb), self.space.target(rgb), rgb
+
+    @torch.no_grad()
+    def predict_ab(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Normalized a*b* for a batch of L (what the sample grids and colorize show)."""
+        prediction = self.net.predict(l_norm, **options)
+        return self.space.to_ab(l_norm, prediction)
+
+    # --- optimization -----------------------------------------------------------------
+    def make_optimizer(self, parameters: Any, lr: float | None = None) -> torch.optim.Optimizer:
+        optim = self.cfg.optim
+        return torch.optim.AdamW(
+            parameters, lr=lr or optim.lr, weight_decay=optim.weight_decay, betas=tuple(optim.betas)
+        )
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1000
+        schedule = warmup_cosine(self.cfg.optim.warmup_steps, total, self.cfg.optim.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"scheduler": scheduler, "interval": "step"}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.make_optimizer(self.net.parameters())
+        return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer)}

@@ -1,0 +1,117 @@
+"""``train(config)``: a run folder, the data, the objective, and a Lightning Trainer around them.
+
+The run folder holds ``config.yaml`` (the resolved configuration), ``checkpoints/`` (``best``
+and ``last``), ``logs/metrics.csv``, TensorBoard events in ``tb/``, sample grids in
+``samples/`` and, at the end, ``model.safetensors`` (the best weights, ready to colorize).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from chromalab.data.datamodule import PhotoDataModule
+from chromalab.errors import ChromalabError
+from chromalab.models.registry import model_entry
+from chromalab.training.callbacks import ExportModel, SampleGrid, Throughput
+from chromalab.training.config import TrainConfig
+from chromalab.training.objective import ColorizationObjective, objective_class
+
+log = logging.getLogger(__name__)
+# Lightning announces every default (devices found, tips about its cloud services) at INFO.
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def build_objective(config: TrainConfig) -> ColorizationObjective:
+    entry = model_entry(config.model.name)
+    return objective_class(entry.objective)(config.to_dict())
+
+
+def build_datamodule(config: TrainConfig) -> L.LightningDataModule:
+    data = config.data
+    if not data.path:
+        raise ChromalabError("no training data: give --data DIR (or data.path in the config)")
+    if not Path(data.path).exists() and not any(c in data.path for c in "{*"):
+        raise ChromalabError(f"{data.path}: no such folder")
+    return PhotoDataModule(
+        data.path, size=data.size, batch_size=data.batch_size, val_fraction=data.val_fraction,
+        seed=data.seed, workers=data.workers, cache=data.cache, limit=data.limit,
+    )
+
+
+def resolve_resume(config: TrainConfig, resume: str | None) -> str | None:
+    if not resume:
+        return None
+    if resume == "last":
+        path = Path(config.out) / "checkpoints" / "last.ckpt"
+    else:
+        path = Path(resume)
+    if not path.is_file():
+        raise ChromalabError(f"{path}: no checkpoint to resume from")
+    return str(path)
+
+
+def build_trainer(config: TrainConfig, run_dir: Path, manual_optimization: bool) -> L.Trainer:
+    t = config.trainer
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min",
+        save_last=True, save_top_k=1, auto_insert_metric_name=False,
+    )
+    callbacks: list[L.Callback] = [
+        checkpoints, SampleGrid(t.samples), Throughput(), ExportModel(run_dir),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if t.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    if t.patience:
+        callbacks.append(EarlyStopping(monitor="val/loss", patience=t.patience, mode="min"))
+    loggers = [
+        CSVLogger(run_dir, name="", version="logs"),
+        TensorBoardLogger(run_dir, name="", version="tb", default_hp_metric=False),
+    ]
+    val_every = t.val_every
+    return L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=t.epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        # Lightning clips only for automatic optimization; GAN objectives clip themselves.
+        gradient_clip_val=None if manual_optimization else config.optim.grad_clip,
+        log_every_n_steps=t.log_every,
+        check_val_every_n_epoch=int(val_every) if val_every >= 1 else 1,
+        val_check_interval=val_every if val_every < 1 else None,
+        limit_val_batches=t.limit_val_batches,
+        callbacks=callbacks,
+        logger=loggers,
+        enable_progress_bar=t.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+def train(config: TrainConfig, resume: str | None = None) -> Path:
+    """Train as configured; returns the run folder (with ``model.safetensors`` in it)."""
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    ckpt_path = resolve_resume(config, resume)
+    datamodule = build_datamodule(config)
+    objective = build_objective(config)
+    trainer = build_trainer(config, run_dir, not objective.automatic_optimization)
+    with warnings.catch_warnings():
+        # Lightning's hints about worker counts and logging intervals are noise for tiny runs.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        trainer.fit(objective, datamodule=datamodule, ckpt_path=ckpt_path)
+    return run_dir
