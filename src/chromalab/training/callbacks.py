@@ -116,3 +116,26 @@ class ExportModel(L.Callback):
             net = module.build_network()
             net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
         save_network(net, module.spec, self.run_dir / "model.safetensors")
+
+
+class FreezeEncoder(L.Callback):
+    """Keep a pretrained encoder (``net.encoder``) fixed for the first epochs.
+
+    While frozen its parameters get no gradients (AdamW then leaves them untouched) and its
+    batch-norm layers stay in eval mode, so the ImageNet statistics are not disturbed by the
+    decoder's early, noisy gradients.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def _set(self, module: L.LightningModule, frozen: bool) -> None:
+        encoder = getattr(module.net, "encoder", None)
+        if encoder is None:
+            return
+        encoder.requires_grad_(not frozen)
+        if frozen:
+            encoder.eval()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._set(module, trainer.current_epoch < self.epochs)

@@ -55,6 +55,7 @@ class OptimConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.02  # cosine decays to lr * min_lr_ratio
     grad_clip: float | None = 1.0
+    freeze_encoder_epochs: int = 0  # keep a pretrained encoder (net.encoder) fixed this long
 
 
 @dataclass

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from chromalab.data.datamodule import PhotoDataModule
 from chromalab.errors import ChromalabError
 from chromalab.models.registry import model_entry
-from chromalab.training.callbacks import ExportModel, SampleGrid, Throughput
+from chromalab.training.callbacks import ExportModel, FreezeEncoder, SampleGrid, Throughput
 from chromalab.training.config import TrainConfig
 from chromalab.training.objective import ColorizationObjective, objective_class
 
@@ -69,6 +69,8 @@ def build_trainer(config: TrainConfig, run_dir: Path, manual_optimization: bool)
     ]
     if t.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
+    if config.optim.freeze_encoder_epochs:
+        callbacks.append(FreezeEncoder(config.optim.freeze_encoder_epochs))
     if t.patience:
         callbacks.append(EarlyStopping(monitor="val/loss", patience=t.patience, mode="min"))
     loggers = [

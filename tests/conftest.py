@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny synthetic photos and a tiny trained model, made once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# Deterministic and light: the suite shares 2 cores with whatever else runs.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+os.environ.setdefault("CHROMALAB_CACHE", str(Path(__file__).parent / ".cache-unused"))
+
+
+def synthetic_photo(seed: int, width: int = 48, height: int = 40) -> Image.Image:
+    """A smooth, colorful test picture: a colored gradient plus a few flat colored shapes."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.uniform(40, 215, size=3)
+    slope = rng.uniform(-2.0, 2.0, size=(3, 2))
+    image = base + x[..., None] * slope[:, 0] + y[..., None] * slope[:, 1]
+    for _ in range(3):
+        cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(4, 12)
+        mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2
+        image[mask] = rng.uniform(0, 255, size=3)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Folder indexes and decoded caches go to a per-session temp dir, never to ~/.cache.
+    monkeypatch.setenv("CHROMALAB_CACHE", str(tmp_path_factory.getbasetemp() / "chromalab-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 small color photos (PNG and JPEG) in two subfolders."""
+    root = tmp_path_factory.mktemp("photos")
+    for index in range(12):
+        folder = root / ("a" if index % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        suffix = ".png" if index % 3 else ".jpg"
+        synthetic_photo(index).save(folder / f"photo{index:02d}{suffix}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with a unet-tiny trained for a few steps on ``photo_dir`` (seconds)."""
+    os.environ["CHROMALAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    from chromalab.training.config import TrainConfig
+    from chromalab.training.trainer import train
+
+    config = TrainConfig.from_dict({
+        "model": {"name": "unet-tiny"},
+        "data": {"path": str(photo_dir), "size": 32, "batch_size": 4, "workers": 0, "val_fraction": 0.2},
+        "trainer": {"epochs": 2, "progress": False, "accelerator": "cpu", "devices": 1, "samples": 2},
+        "optim": {"warmup_steps": 2},
+        "out": str(tmp_path_factory.mktemp("runs") / "tiny"),
+    })
+    return train(config)
