@@ -77,7 +77,8 @@ class TrainerConfig:
 
 @dataclass
 class GanConfig:
-    discriminator: str = "patch"  # patch, pixel, critic, multiscale, unet
+    # Setting a discriminator turns any regression generator into a pix2pix-style GAN.
+    discriminator: str | None = None  # patch, pixel, critic, multiscale, unet
     loss: str = "vanilla"  # vanilla, lsgan, wgan-gp, hinge
     l1_weight: float = 100.0
     real_label: float = 1.0  # one-sided label smoothing: e.g. 0.9

@@ -28,9 +28,16 @@ for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
+def objective_name(config: TrainConfig) -> str:
+    """The model's own objective, or adversarial training when a discriminator is set."""
+    objective = model_entry(config.model.name).objective
+    if config.gan.discriminator and objective == "regression":
+        return "adversarial"
+    return objective
+
+
 def build_objective(config: TrainConfig) -> ColorizationObjective:
-    entry = model_entry(config.model.name)
-    return objective_class(entry.objective)(config.to_dict())
+    return objective_class(objective_name(config))(config.to_dict())
 
 
 def build_datamodule(config: TrainConfig) -> L.LightningDataModule:
