@@ -29,16 +29,30 @@ def colorize(
     image: "str | Path | Image.Image",
     model: "str | Path | Colorizer | None" = None,
     size: int | None = None,
+    *,
+    temperature: float = 0.0,
+    hue: float = 0.0,
+    saturation: float = 1.0,
+    reference: "str | Path | Image.Image | None" = None,
     **options: Any,
 ) -> "Image.Image":
-    """Colorize one photo (path or PIL image) at its full resolution."""
+    """Colorize one photo (path or PIL image) at its full resolution.
+
+    Creative controls (docs/controls-and-video.md): ``temperature`` in [-1, 1] (+ warmer),
+    ``hue`` rotation in degrees, ``saturation`` chroma scale (0 gray, 1 unchanged) and a
+    ``reference`` photo whose color statistics to match. Lightness is never changed.
+    """
     from PIL import Image as PILImage
 
     from chromalab.data.images import open_rgb
     from chromalab.inference.colorizer import Colorizer
+    from chromalab.inference.controls import ColorControls, make_ab_transform
 
     colorizer = model if isinstance(model, Colorizer) else load_model(model)
     picture = image if isinstance(image, PILImage.Image) else open_rgb(image)
+    transform = make_ab_transform(ColorControls(temperature, hue, saturation, reference))
+    if transform is not None:
+        options["ab_transform"] = transform
     return colorizer.colorize(picture, size=size, **options)
 
 

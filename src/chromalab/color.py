@@ -120,10 +120,24 @@ def _ycbcr_target(rgb: torch.Tensor) -> torch.Tensor:
     return (kc.rgb_to_ycbcr(rgb)[:, 1:] - 0.5) * 2.0
 
 
+def _solve_luma(l_norm: torch.Tensor, to_rgb: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """sRGB of the luma Y' (for fixed chroma) whose color has the photo's L*.
+
+    Luma is gamma-encoded and L* is not, so a colored pixel's Y' differs from the gray level
+    with the same L*. Start from that gray level and correct by the L* error: d(L*)/d(Y') is
+    close to that of the gray ramp, so three steps bring the error to a fraction of a unit.
+    """
+    gray = gray_rgb_from_l_norm(l_norm)[:, :1]
+    luma = gray
+    for _ in range(3):
+        current = rgb_to_l_norm(to_rgb(luma).clamp(0.0, 1.0))
+        luma = (luma + (gray - gray_rgb_from_l_norm(current)[:, :1])).clamp(0.0, 1.0)
+    return to_rgb(luma).clamp(0.0, 1.0)
+
+
 def _ycbcr_to_rgb(l_norm: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    # The gray with the photo's L* has equal channels, so it *is* the luma Y'.
-    luma = gray_rgb_from_l_norm(l_norm)[:, :1]
-    return kc.ycbcr_to_rgb(torch.cat([luma, pred / 2.0 + 0.5], dim=1)).clamp(0.0, 1.0)
+    cbcr = pred / 2.0 + 0.5
+    return _solve_luma(l_norm, lambda luma: kc.ycbcr_to_rgb(torch.cat([luma, cbcr], dim=1)))
 
 
 _U_MAX, _V_MAX = 0.436, 0.615  # the ranges of kornia's (BT.601) U and V
@@ -135,9 +149,8 @@ def _yuv_target(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def _yuv_to_rgb(l_norm: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    luma = gray_rgb_from_l_norm(l_norm)[:, :1]
     uv = torch.cat([pred[:, :1] * _U_MAX, pred[:, 1:2] * _V_MAX], dim=1)
-    return kc.yuv_to_rgb(torch.cat([luma, uv], dim=1)).clamp(0.0, 1.0)
+    return _solve_luma(l_norm, lambda luma: kc.yuv_to_rgb(torch.cat([luma, uv], dim=1)))
 
 
 def _hsv_target(rgb: torch.Tensor) -> torch.Tensor:
@@ -145,13 +158,31 @@ def _hsv_target(rgb: torch.Tensor) -> torch.Tensor:
     return torch.cat([hsv[:, :1] / math.pi - 1.0, hsv[:, 1:2] * 2.0 - 1.0], dim=1)
 
 
+def _relative_luminance(rgb: torch.Tensor) -> torch.Tensor:
+    linear = kc.rgb_to_linear_rgb(rgb.clamp(0.0, 1.0))
+    return 0.2126 * linear[:, :1] + 0.7152 * linear[:, 1:2] + 0.0722 * linear[:, 2:3]
+
+
+def _luminance_from_l_norm(l_norm: torch.Tensor) -> torch.Tensor:
+    lightness = denormalize_l(l_norm).clamp(0.0, 100.0)
+    cube = ((lightness + 16.0) / 116.0) ** 3
+    return torch.where(lightness > 8.0, cube, lightness / 903.3)
+
+
 def _hsv_to_rgb(l_norm: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    # HSV's V is max(R, G, B), not lightness; the gray's value stands in for it here and the
-    # final Lab recomposition restores the exact L*.
-    value = gray_rgb_from_l_norm(l_norm)[:, :1]
+    # HSV's V is max(R, G, B), not lightness, so it cannot come from L* directly: we solve
+    # for the V whose color (with the predicted H and S) has the photo's luminance. Scaling V
+    # scales every sRGB channel, so luminance grows monotonically with it; with the ~2.2
+    # gamma a multiplicative update converges in a few steps.
     hue = ((pred[:, :1] + 1.0) * math.pi).remainder(2.0 * math.pi)
     sat = ((pred[:, 1:2] + 1.0) / 2.0).clamp(0.0, 1.0)
-    return kc.hsv_to_rgb(torch.cat([hue, sat, value], dim=1)).clamp(0.0, 1.0)
+    full = kc.hsv_to_rgb(torch.cat([hue, sat, torch.ones_like(hue)], dim=1))
+    wanted = _luminance_from_l_norm(l_norm)
+    value = torch.ones_like(hue)
+    for _ in range(4):
+        current = _relative_luminance(full * value).clamp_min(1e-6)
+        value = (value * (wanted.clamp_min(1e-6) / current) ** (1.0 / 2.2)).clamp(0.0, 1.0)
+    return (full * value).clamp(0.0, 1.0)
 
 
 def _lab_to_rgb(l_norm: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from chromalab.errors import ChromalabError
+
+if TYPE_CHECKING:
+    from chromalab.inference.colorizer import AbTransform, Colorizer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,14 +30,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", default=None, choices=["png", "jpg", "jpeg", "tiff", "bmp", "webp"],
                         help="output format (default: same as the input)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    controls = parser.add_argument_group("creative controls (docs/controls-and-video.md)")
+    controls.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                          help="white balance in [-1, 1]: + warmer, - cooler (1 = +110 mired)")
+    controls.add_argument("--hue", type=float, default=0.0, metavar="DEG", help="rotate all colors by DEG degrees")
+    controls.add_argument("--saturation", type=float, default=1.0, metavar="S",
+                          help="chroma scale: 0 gray, 1 unchanged, 2 double")
+    controls.add_argument("--reference", default=None, metavar="IMG",
+                          help="match the colors' mean and spread to this photo's")
+    controls.add_argument("--samples", type=int, default=None, metavar="N",
+                          help="write N different variants per photo (name-s0.png ...; stochastic or dropout models)")
+    controls.add_argument("--no-temporal", dest="temporal", action="store_false",
+                          help="video: colorize every frame independently (no flicker suppression)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from chromalab.inference.colorize import colorize_files, plan_jobs
     from chromalab.inference.colorizer import Colorizer
+    from chromalab.inference.controls import ColorControls, make_ab_transform
+    from chromalab.inference.video import is_video_path
 
+    ab_transform = make_ab_transform(ColorControls(args.temperature, args.hue, args.saturation, args.reference))
     colorizer = Colorizer.load(args.model)
+    videos = [path for path in args.inputs if is_video_path(path)]
+    video_status = 0
+    if videos:
+        if args.samples is not None:
+            raise ChromalabError("--samples works on photos, not on videos")
+        photos = [path for path in args.inputs if not is_video_path(path)]
+        if photos and is_video_path(args.out):
+            raise ChromalabError(f"--out {args.out} is a video file, but photos were given too; pass a folder")
+        video_status = _run_videos(args, colorizer, videos, ab_transform)
+        if not photos:
+            return video_status
+        args.inputs = photos
+    if args.samples is not None:
+        return _run_samples(args, colorizer, ab_transform)
     jobs, _ = plan_jobs(args.inputs, Path(args.out), args.format)
     errors: list[str] = []
     with Progress(TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -39,10 +74,71 @@ def run(args: argparse.Namespace) -> int:
         task = progress.add_task("colorize", total=len(jobs))
         report = colorize_files(
             colorizer, args.inputs, args.out, size=args.size, batch_size=args.batch_size,
-            overwrite=args.overwrite, image_format=args.format,
+            overwrite=args.overwrite, image_format=args.format, ab_transform=ab_transform,
             on_progress=lambda n: progress.advance(task, n),
             on_error=lambda message: (errors.append(message), print(f"error: {message}", file=sys.stderr)),
         )
     print(f"colorized {len(report.written)} photo(s) into {args.out}"
+          + (f"; {len(report.failed)} failed" if report.failed else ""))
+    return 0 if report.ok and not video_status else 1
+
+
+def _progress(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    transient=True, disable=not sys.stderr.isatty())
+
+
+def _run_videos(args: argparse.Namespace, colorizer: "Colorizer", videos: list[str],
+                ab_transform: "AbTransform | None") -> int:
+    """Each video -> one colorized video (``--out`` is a file for one video, else a folder)."""
+    from chromalab.inference.video import colorize_video, is_video_path, output_video_path, probe_video
+
+    out = Path(args.out)
+    if is_video_path(out) and len(videos) > 1:
+        raise ChromalabError(f"--out {out} names one file but {len(videos)} videos were given; pass a folder")
+    failures = 0
+    for video in videos:
+        source = Path(video)
+        try:
+            info = probe_video(source)
+            with _progress(f"colorizing {source.name}") as progress:
+                task = progress.add_task("frames", total=info.frames or None)
+                report = colorize_video(
+                    colorizer, source, output_video_path(source, out), size=args.size,
+                    batch_size=args.batch_size, ab_transform=ab_transform,
+                    temporal=args.temporal, overwrite=args.overwrite,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+        except ChromalabError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        print(f"colorized {report.frames} frames ({report.width}x{report.height}, {float(report.fps):.3g} fps, "
+              f"{report.codec}; audio {report.audio}) into {report.target} "
+              f"at {report.frames_per_second:.1f} frames/s")
+    return 0 if not failures else 1
+
+
+def _run_samples(args: argparse.Namespace, colorizer: "Colorizer", ab_transform: "AbTransform | None") -> int:
+    """N variants per photo, and how different they are (mean pairwise CIEDE2000)."""
+    from chromalab.inference.colorize import plan_jobs
+    from chromalab.inference.diversity import colorize_samples
+
+    jobs, _ = plan_jobs(args.inputs, Path(args.out), args.format)
+    with _progress(f"sampling x{args.samples}") as progress:
+        task = progress.add_task("samples", total=len(jobs))
+        report = colorize_samples(
+            colorizer, args.inputs, args.out, args.samples, size=args.size,
+            batch_size=args.batch_size, overwrite=args.overwrite, image_format=args.format,
+            ab_transform=ab_transform,
+            on_progress=lambda n: progress.advance(task, n),
+            on_error=lambda message: print(f"error: {message}", file=sys.stderr),
+        )
+    for source, score in report.diversity.items():
+        extra = f", ST-LPIPS {report.stlpips[source]:.3f}" if source in report.stlpips else ""
+        print(f"{source}: diversity {score:.2f} ΔE00{extra}")
+    mean = report.mean_diversity
+    print(f"wrote {len(report.written)} variant(s) of {len(report.diversity)} photo(s) into {args.out}"
+          + (f"; mean pairwise ΔE00 {mean:.2f}" if mean is not None else "")
           + (f"; {len(report.failed)} failed" if report.failed else ""))
     return 0 if report.ok else 1

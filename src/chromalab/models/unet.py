@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from chromalab.models.attention import make_attention
 from chromalab.models.base import ColorizationNet
 from chromalab.models.blocks import DownBlock, UpBlock, pad_to_multiple
 from chromalab.models.registry import register_model
@@ -16,6 +17,10 @@ class UNet(ColorizationNet):
     ``dropout`` applies to the innermost decoder steps, as in pix2pix (where it is also the
     only source of noise); ``norm`` is batch, instance, group or none. Inputs of any size are
     reflect-padded to a multiple of 2**depth and cropped back.
+
+    ``attention="criss-cross"`` follows every decoder step of at most
+    ``attention_max_channels`` channels with a Criss-Cross Attention block (zero-gated, so
+    the network starts out exactly as without it).
     """
 
     def __init__(
@@ -28,6 +33,8 @@ class UNet(ColorizationNet):
         dropout: float = 0.0,
         dropout_layers: int = 2,
         norm: str = "batch",
+        attention: str | None = None,
+        attention_max_channels: int = 128,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -47,6 +54,12 @@ class UNet(ColorizationNet):
             inner = depth - 1 - i
             decoder.append(UpBlock(cin, cout, norm, dropout if inner < dropout_layers else 0.0))
         self.decoder = nn.ModuleList(decoder)
+        # Identity (no weights) where no attention is wanted: the default state dict is unchanged.
+        self.attention = nn.ModuleList(
+            make_attention(attention if step.conv.out_channels <= attention_max_channels else None,
+                           step.conv.out_channels)
+            for step in decoder
+        )
         self.head = nn.Sequential(
             nn.Conv2d(width + in_channels, width, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -62,8 +75,8 @@ class UNet(ColorizationNet):
             h = block(h)
             skips.append(h)
         h = skips.pop()
-        for block in self.decoder:
-            h = block(h)
+        for block, attend in zip(self.decoder, self.attention):
+            h = attend(block(h))
             if skips:
                 h = torch.cat([h, skips.pop()], dim=1)
         out = self.head(torch.cat([h, x], dim=1))

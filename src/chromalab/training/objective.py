@@ -79,6 +79,13 @@ class ColorizationObjective(L.LightningModule):
         rgb = uint8_to_float(images)
         if self.training:
             rgb = augment(rgb, self.augmentation)
+        if self.training and self.cfg.data.mood_augment:
+            # Hue-shifted targets (docs/controls-and-video.md): the input L comes from the
+            # untouched photo, the target (and the RGB handed on) from the hue-rotated one.
+            from chromalab.inference.controls import mood_shift
+
+            shifted = mood_shift(rgb)
+            return rgb_to_l_norm(rgb), self.space.target(shifted), shifted
         return rgb_to_l_norm(rgb), self.space.target(rgb), rgb
 
     @torch.no_grad()

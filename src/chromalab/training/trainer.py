@@ -64,7 +64,10 @@ def resolve_resume(config: TrainConfig, resume: str | None) -> str | None:
     return str(path)
 
 
-def build_trainer(config: TrainConfig, run_dir: Path, manual_optimization: bool) -> L.Trainer:
+def build_trainer(
+    config: TrainConfig, run_dir: Path, manual_optimization: bool,
+    extra_callbacks: list[L.Callback] | None = None,
+) -> L.Trainer:
     t = config.trainer
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min",
@@ -80,6 +83,7 @@ def build_trainer(config: TrainConfig, run_dir: Path, manual_optimization: bool)
         callbacks.append(FreezeEncoder(config.optim.freeze_encoder_epochs))
     if t.patience:
         callbacks.append(EarlyStopping(monitor="val/loss", patience=t.patience, mode="min"))
+    callbacks.extend(extra_callbacks or [])  # e.g. a sweep's pruning callback
     loggers = [
         CSVLogger(run_dir, name="", version="logs"),
         TensorBoardLogger(run_dir, name="", version="tb", default_hp_metric=False),
@@ -108,8 +112,13 @@ def build_trainer(config: TrainConfig, run_dir: Path, manual_optimization: bool)
     )
 
 
-def train(config: TrainConfig, resume: str | None = None) -> Path:
-    """Train as configured; returns the run folder (with ``model.safetensors`` in it)."""
+def train(
+    config: TrainConfig, resume: str | None = None, callbacks: list[L.Callback] | None = None
+) -> Path:
+    """Train as configured; returns the run folder (with ``model.safetensors`` in it).
+
+    ``callbacks`` are added to the Trainer's own (a sweep passes its pruning callback here).
+    """
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
@@ -117,7 +126,7 @@ def train(config: TrainConfig, resume: str | None = None) -> Path:
     ckpt_path = resolve_resume(config, resume)
     datamodule = build_datamodule(config)
     objective = build_objective(config)
-    trainer = build_trainer(config, run_dir, not objective.automatic_optimization)
+    trainer = build_trainer(config, run_dir, not objective.automatic_optimization, callbacks)
     with warnings.catch_warnings():
         # Lightning's hints about worker counts and logging intervals are noise for tiny runs.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -1,0 +1,211 @@
+"""The local web app: a FastAPI server around the Colorizer, and one hand-made page.
+
+Routes: ``/`` (the page), ``/static/*`` (its script and style), ``GET /api/info`` (models,
+limits, which controls exist), ``POST /api/colorize`` (one photo -> the image, several ->
+a ZIP), ``POST /api/colorize-video`` (a video -> MP4 or WebM) and ``GET /api/progress``
+(frames done of the running video). Nothing here reaches the internet: FastAPI's interactive docs are switched off
+because they load their scripts from a CDN.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, AsyncIterator, Literal, Sequence
+from urllib.parse import quote
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.background import BackgroundTask
+
+from chromalab.errors import ChromalabError
+from chromalab.web import jobs
+from chromalab.web.catalog import ModelChoice, build_catalog
+from chromalab.web.limits import UploadLimit
+from chromalab.web.worker import InferenceWorker
+
+STATIC_DIR = Path(str(resources.files("chromalab.web") / "static"))
+TEMP_PREFIX = "chromalab-web-"
+# The sliders' ranges; the server accepts anything ColorControls.validate accepts.
+CONTROL_RANGES = {
+    "temperature": {"min": -1.0, "max": 1.0, "step": 0.05, "neutral": 0.0},
+    "hue": {"min": -180.0, "max": 180.0, "step": 1.0, "neutral": 0.0},
+    "saturation": {"min": 0.0, "max": 2.0, "step": 0.05, "neutral": 1.0},
+}
+
+
+def create_app(
+    models: Sequence[str | Path] = (),
+    models_dir: Path | None = None,
+    max_upload_mb: int = 25,
+) -> FastAPI:
+    """The app serving ``models`` (names or paths) plus the finished runs under ``models_dir``.
+
+    Raises ChromalabError when a given model does not exist or there is nothing to serve.
+    """
+    models = list(models)
+    models_dir = Path(models_dir) if models_dir is not None else None
+    if max_upload_mb < 1:
+        raise ChromalabError(f"--max-upload-mb must be at least 1, got {max_upload_mb}")
+    if not build_catalog(models, models_dir):
+        where = f" and no finished runs (model.safetensors) under {models_dir}" if models_dir else ""
+        raise ChromalabError(
+            f"no model to serve: no shipped model in this installation{where}; "
+            "pass --model PATH (a model file or run folder)"
+        )
+    worker = InferenceWorker()
+    progress = jobs.JobProgress()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        worker.close()
+
+    app = FastAPI(title="chromalab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.worker = worker
+    app.add_middleware(UploadLimit, limit_mb=max_upload_mb)
+
+    def catalog() -> list[ModelChoice]:
+        return build_catalog(models, models_dir)
+
+    @app.exception_handler(RequestValidationError)
+    async def one_line_validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        field = str(first.get("loc", ["request"])[-1])
+        message = "no photo uploaded" if field == "images" else f"{field}: {first.get('msg', 'invalid')}"
+        return JSONResponse({"detail": message}, status_code=400)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/info")
+    async def info() -> dict:
+        choices = catalog()
+        return {
+            "models": [{"id": c.id, "label": c.label, "kind": c.kind} for c in choices],
+            "default_model": choices[0].id if choices else None,
+            "max_upload_mb": max_upload_mb,
+            "formats": list(jobs.FORMATS),
+            "controls": CONTROL_RANGES if jobs.CONTROLS_AVAILABLE else None,
+            "video": jobs.VIDEO_AVAILABLE,
+            "queued": worker.waiting,
+        }
+
+    @app.post("/api/colorize")
+    async def colorize(
+        images: Annotated[list[UploadFile], File(description="one or more photos")],
+        model: Annotated[str, Form()] = "",
+        temperature: Annotated[float, Form()] = 0.0,
+        hue: Annotated[float, Form()] = 0.0,
+        saturation: Annotated[float, Form()] = 1.0,
+        format: Annotated[Literal["png", "jpeg"], Form()] = "png",
+        reference: Annotated[UploadFile | None, File()] = None,
+    ) -> Response:
+        choice = _choose_model(catalog(), model)
+        with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as folder:
+            uploads = [await _save(upload, Path(folder) / f"photo-{i}") for i, upload in enumerate(images)]
+            saved_reference = await _save(reference, Path(folder) / "reference") if reference else None
+            settings = jobs.Settings(temperature, hue, saturation, saved_reference, format)
+            try:
+                results = await worker.run(jobs.colorize_uploads, worker, choice.path, uploads, settings)
+            except jobs.ModelUnavailable as error:
+                raise HTTPException(500, f"model {choice.id} cannot be loaded: {error}") from None
+            except ChromalabError as error:  # BadImageError included: one line, the user's file name
+                raise HTTPException(400, str(error)) from None
+        # The temporary folder (uploads) is gone by now; only the encoded results remain.
+        if len(results) == 1:
+            result = results[0]
+            return Response(result.data, media_type=result.media_type, headers={
+                "Content-Disposition": _attachment(result.name),
+                "X-Chromalab-Size": f"{result.width}x{result.height}",
+                "X-Chromalab-Seconds": f"{result.seconds:.3f}",
+                "X-Chromalab-Model": quote(choice.id),
+            })
+        return Response(jobs.zip_results(results), media_type="application/zip",
+                        headers={"Content-Disposition": _attachment("colorized.zip")})
+
+    @app.get("/api/progress")
+    async def progress_of_video() -> dict:
+        """The running video job's frames done and total (empty when none runs)."""
+        return progress.snapshot()
+
+    @app.post("/api/colorize-video")
+    async def colorize_video(
+        video: Annotated[UploadFile, File(description="a video file")],
+        model: Annotated[str, Form()] = "",
+        temperature: Annotated[float, Form()] = 0.0,
+        hue: Annotated[float, Form()] = 0.0,
+        saturation: Annotated[float, Form()] = 1.0,
+        temporal: Annotated[bool, Form()] = True,
+        reference: Annotated[UploadFile | None, File()] = None,
+    ) -> Response:
+        if not jobs.VIDEO_AVAILABLE:
+            raise HTTPException(404, "video is not available in this installation")
+        choice = _choose_model(catalog(), model)
+        # A video result can be large: it is streamed from the temporary folder, which is
+        # removed once the response has been sent (or at once on an error).
+        folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        try:
+            upload = await _save(video, folder / "upload")
+            saved_reference = await _save(reference, folder / "reference") if reference else None
+            settings = jobs.Settings(temperature, hue, saturation, saved_reference)
+            result = await worker.run(jobs.colorize_video_upload, worker, choice.path, upload,
+                                      settings, temporal, folder, progress)
+        except jobs.ModelUnavailable as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(500, f"model {choice.id} cannot be loaded: {error}") from None
+        except ChromalabError as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(400, str(error)) from None
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return FileResponse(
+            result.path, media_type=result.media_type,
+            headers={
+                "Content-Disposition": _attachment(result.name),
+                "X-Chromalab-Size": f"{result.width}x{result.height}",
+                "X-Chromalab-Frames": str(result.frames),
+                "X-Chromalab-Seconds": f"{result.seconds:.3f}",
+            },
+            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _choose_model(choices: list[ModelChoice], model_id: str) -> ModelChoice:
+    if not model_id:
+        if not choices:
+            raise HTTPException(400, "no model available")
+        return choices[0]
+    for choice in choices:
+        if choice.id == model_id:
+            return choice
+    raise HTTPException(400, f"unknown model {model_id!r}; reload the page for the current list")
+
+
+async def _save(upload: UploadFile, path: Path) -> jobs.Upload:
+    """Copy an upload into the request's temporary folder (open_rgb reads files by path)."""
+    def copy() -> None:
+        upload.file.seek(0)
+        with path.open("wb") as handle:
+            shutil.copyfileobj(upload.file, handle)
+
+    await run_in_threadpool(copy)
+    return jobs.Upload(path, upload.filename or path.name)
+
+
+def _attachment(filename: str) -> str:
+    """Content-Disposition for any file name (RFC 6266: ASCII fallback + UTF-8 version)."""
+    fallback = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
+

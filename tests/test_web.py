@@ -1,0 +1,406 @@
+"""The web app's API (FastAPI TestClient / httpx): models, colorizing, controls, limits, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from skimage.color import rgb2lab
+
+from chromalab.checkpoint import SHIPPED_MODELS, resolve_model_path
+from chromalab.data.images import open_rgb
+from chromalab.errors import ChromalabError
+from chromalab.inference.colorizer import Colorizer
+from chromalab.inference.controls import ColorControls, make_ab_transform
+from chromalab.web import jobs
+from chromalab.web.app import STATIC_DIR, create_app
+from chromalab.web.worker import InferenceWorker
+from conftest import synthetic_photo
+
+
+def png_bytes(image: Image.Image, image_format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def mean_chroma(image: Image.Image) -> float:
+    """Mean CIELAB chroma by scikit-image (independent of chromalab's own conversions)."""
+    lab = rgb2lab(np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def gray_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("web") / "old family photo.png"
+    synthetic_photo(3, width=61, height=47).convert("L").save(path)  # odd sizes on purpose
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model: Path) -> TestClient:
+    with TestClient(create_app([tiny_model], None, max_upload_mb=2)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def colorizer(tiny_model: Path) -> Colorizer:
+    return Colorizer.load(tiny_model)
+
+
+def post_photo(client: TestClient, path: Path, **form: str) -> httpx.Response:
+    return client.post("/api/colorize", files={"images": (path.name, path.read_bytes(), "image/png")}, data=form)
+
+
+# ---- models ----------------------------------------------------------------------------------
+
+
+def test_info_lists_given_model_finished_runs_and_only_present_shipped_models(tiny_model: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for run in ("alpha", "sweep/trial-1"):
+        (runs / run).mkdir(parents=True)
+        shutil.copy(tiny_model / "model.safetensors", runs / run / "model.safetensors")
+    (runs / "unfinished" / "checkpoints").mkdir(parents=True)  # still training: not offered
+    # The same model given twice (folder and file) is listed once.
+    app = create_app([tiny_model, tiny_model / "model.safetensors"], runs, max_upload_mb=3)
+    info = TestClient(app).get("/api/info").json()
+
+    ids = [model["id"] for model in info["models"]]
+    shipped_present = []
+    for name in SHIPPED_MODELS:
+        try:
+            resolve_model_path(name)
+            shipped_present.append(name)
+        except ChromalabError:
+            pass
+    assert info["models"][0]["kind"] == "given" and info["default_model"] == ids[0]
+    assert Path(ids[0]).resolve() == tiny_model.resolve()
+    assert [m["id"] for m in info["models"] if m["kind"] == "shipped"] == shipped_present
+    run_ids = sorted(Path(m["id"]).resolve() for m in info["models"] if m["kind"] == "run")
+    assert run_ids == sorted([(runs / "alpha").resolve(), (runs / "sweep" / "trial-1").resolve()])
+    assert len(ids) == 1 + len(shipped_present) + 2
+    assert info["max_upload_mb"] == 3
+    assert set(info["controls"]) == {"temperature", "hue", "saturation"}
+
+
+def test_missing_model_or_nothing_to_serve_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ChromalabError, match="no such model file"):
+        create_app([tmp_path / "nope.safetensors"], None)
+    monkeypatch.setattr("chromalab.web.catalog.SHIPPED_MODELS", {})
+    with pytest.raises(ChromalabError, match="no model to serve.*pass --model PATH"):
+        create_app([], tmp_path)
+
+
+def test_serve_command_reports_a_missing_model_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from chromalab.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "missing"), "--models-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("chromalab serve: error:") and "no such model file" in error
+    assert "\n" not in error
+
+
+def test_serve_command_reports_a_busy_port_in_one_line(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from chromalab.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", str(tiny_model), "--port", str(port)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"cannot listen on 127.0.0.1:{port}" in error and "\n" not in error
+
+
+# ---- colorizing ------------------------------------------------------------------------------
+
+
+def test_colorize_returns_the_full_resolution_result_of_the_colorizer(
+    client: TestClient, gray_photo: Path, colorizer: Colorizer
+) -> None:
+    response = post_photo(client, gray_photo)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert 'filename="old family photo-colorized.png"' in response.headers["content-disposition"]
+    result = Image.open(io.BytesIO(response.content))
+    assert result.size == (61, 47) and response.headers["x-chromalab-size"] == "61x47"
+    expected = colorizer.colorize(open_rgb(gray_photo))  # the same model, called directly
+    assert np.array_equal(pixels(result), pixels(expected))
+    assert mean_chroma(result) > 3.0 > mean_chroma(Image.open(gray_photo))
+
+
+def test_jpeg_download_and_several_photos_as_zip(client: TestClient, gray_photo: Path, colorizer: Colorizer) -> None:
+    response = post_photo(client, gray_photo, format="jpeg")
+    assert response.headers["content-type"] == "image/jpeg"
+    assert 'filename="old family photo-colorized.jpg"' in response.headers["content-disposition"]
+    jpeg = Image.open(io.BytesIO(response.content))
+    assert jpeg.format == "JPEG" and jpeg.size == (61, 47)
+
+    second = synthetic_photo(9, width=40, height=64).convert("L")
+    files = [
+        ("images", ("a.png", gray_photo.read_bytes(), "image/png")),
+        ("images", ("folder/a.png", png_bytes(second), "image/png")),  # same name: both kept
+    ]
+    response = client.post("/api/colorize", files=files)
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.namelist() == ["a-colorized.png", "a-colorized (2).png"]
+        first = Image.open(io.BytesIO(archive.read("a-colorized.png")))
+        other = Image.open(io.BytesIO(archive.read("a-colorized (2).png")))
+    assert first.size == (61, 47) and other.size == (40, 64)
+    assert np.array_equal(pixels(other), pixels(colorizer.colorize(second.convert("RGB"))))
+
+
+# ---- controls --------------------------------------------------------------------------------
+
+
+def test_sliders_apply_the_color_controls(client: TestClient, gray_photo: Path, colorizer: Colorizer) -> None:
+    gray = Image.open(io.BytesIO(post_photo(client, gray_photo, saturation="0").content))
+    assert mean_chroma(gray) < 1.0  # saturation 0 = a neutral gray photo
+
+    response = post_photo(client, gray_photo, temperature="0.6", hue="-40", saturation="1.5")
+    adjusted = Image.open(io.BytesIO(response.content))
+    transform = make_ab_transform(ColorControls(temperature=0.6, hue=-40.0, saturation=1.5))
+    expected = colorizer.colorize_images([open_rgb(gray_photo)], ab_transform=transform)[0]
+    assert np.array_equal(pixels(adjusted), pixels(expected))
+    assert not np.array_equal(pixels(adjusted), pixels(colorizer.colorize(open_rgb(gray_photo))))
+
+
+def test_reference_photo_is_applied_and_a_gray_one_is_refused(
+    client: TestClient, gray_photo: Path, colorizer: Colorizer, tmp_path: Path
+) -> None:
+    reference = synthetic_photo(21, width=50, height=50)
+    files = {"images": (gray_photo.name, gray_photo.read_bytes(), "image/png"),
+             "reference": ("sunset.png", png_bytes(reference), "image/png")}
+    response = client.post("/api/colorize", files=files)
+    assert response.status_code == 200, response.text
+    transform = make_ab_transform(ColorControls(reference=reference))
+    expected = colorizer.colorize_images([open_rgb(gray_photo)], ab_transform=transform)[0]
+    assert np.array_equal(pixels(Image.open(io.BytesIO(response.content))), pixels(expected))
+
+    files["reference"] = ("gray.png", png_bytes(reference.convert("L")), "image/png")
+    response = client.post("/api/colorize", files=files)
+    assert response.status_code == 400
+    assert "grayscale; it has no colors to match" in response.json()["detail"]
+    files["reference"] = ("ref.jpg", b"not a photo", "image/jpeg")
+    assert client.post("/api/colorize", files=files).json()["detail"] == "ref.jpg: not an image Pillow can read"
+
+
+def test_without_the_controls_module_the_sliders_are_hidden_and_refused(
+    client: TestClient, gray_photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "CONTROLS_AVAILABLE", False)
+    assert client.get("/api/info").json()["controls"] is None
+    assert post_photo(client, gray_photo).status_code == 200  # neutral settings still work
+    response = post_photo(client, gray_photo, hue="30")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "color controls are not available in this installation"
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def test_bad_requests_get_one_line_400s(client: TestClient, gray_photo: Path) -> None:
+    response = client.post("/api/colorize", files={"images": ("notes.jpg", b"milk, eggs\n", "image/jpeg")})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "notes.jpg: not an image Pillow can read"}  # the user's name, not a temp path
+
+    tiny = png_bytes(Image.new("L", (4, 4)))
+    detail = client.post("/api/colorize", files={"images": ("dot.png", tiny, "image/png")}).json()["detail"]
+    assert detail == "dot.png: too small (4x4; needs at least 8 px a side)"
+
+    checks = {
+        (("model", "no-such-model"),): "unknown model 'no-such-model'",
+        (("temperature", "warm"),): "temperature: Input should be a valid number",
+        (("temperature", "3"),): "temperature must be between -1 (cooler) and 1 (warmer), got 3.0",
+        (("format", "gif"),): "format: Input should be 'png' or 'jpeg'",
+    }
+    for form, expected in checks.items():
+        response = post_photo(client, gray_photo, **dict(form))
+        assert response.status_code == 400 and response.json()["detail"].startswith(expected), response.text
+    response = client.post("/api/colorize", data={"model": ""})
+    assert response.status_code == 400 and response.json() == {"detail": "no photo uploaded"}
+
+
+def test_oversized_uploads_get_413_before_anything_is_stored(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads would be saved
+    client = TestClient(create_app([tiny_model], None, max_upload_mb=1))
+    payload = np.random.default_rng(0).integers(0, 256, 1_300_000, dtype=np.uint8).tobytes()
+    response = client.post("/api/colorize", files={"images": ("big.png", payload, "image/png")})
+    assert response.status_code == 413
+    assert re.fullmatch(r"upload too large \(1\.2 MB\); this server accepts at most 1 MB per upload .*--max-upload-mb.*",
+                        response.json()["detail"])
+    assert list(tmp_path.iterdir()) == []
+    chunked = client.post("/api/colorize", content=iter([b"x" * 10]), headers={"content-type": "image/png"})
+    assert chunked.status_code == 411
+
+
+def test_uploads_live_in_a_temporary_folder_only_during_the_request(
+    client: TestClient, gray_photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen: list[Path] = []
+    original = jobs.open_upload
+
+    def recording_open(upload: jobs.Upload):
+        assert upload.path.is_file() and upload.path.is_relative_to(tmp_path)
+        seen.append(upload.path)
+        return original(upload)
+
+    monkeypatch.setattr(jobs, "open_upload", recording_open)
+    assert post_photo(client, gray_photo).status_code == 200
+    bad = client.post("/api/colorize", files={"images": ("x.jpg", b"junk", "image/jpeg")})
+    assert bad.status_code == 400
+    assert len(seen) == 2
+    assert not any(path.exists() for path in seen)
+    assert list(tmp_path.iterdir()) == []  # the request folders are gone too
+
+
+# ---- queueing --------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_run_one_at_a_time_and_models_load_once(
+    tiny_model: Path, gray_photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app([tiny_model], None, max_upload_mb=2)
+    worker: InferenceWorker = app.state.worker
+    loads: list[Path] = []
+    real_load = Colorizer.load.__func__
+
+    def counting_load(cls, name_or_path):
+        loads.append(Path(name_or_path))
+        return real_load(cls, name_or_path)
+
+    monkeypatch.setattr(Colorizer, "load", classmethod(counting_load))
+    active, overlaps, threads = [0], [], set()
+    lock = threading.Lock()
+    real_job = jobs.colorize_uploads
+
+    def watched_job(*args):
+        with lock:
+            active[0] += 1
+            overlaps.append(active[0])
+            threads.add(threading.current_thread().name)
+        time.sleep(0.05)  # long enough for the other requests to arrive meanwhile
+        try:
+            return real_job(*args)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(jobs, "colorize_uploads", watched_job)
+
+    async def four_at_once() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            photo = gray_photo.read_bytes()
+            requests = [http.post("/api/colorize", files={"images": (f"p{i}.png", photo, "image/png")})
+                        for i in range(4)]
+            return await asyncio.gather(*requests)
+
+    responses = asyncio.run(four_at_once())
+    assert [r.status_code for r in responses] == [200] * 4
+    assert len({r.content for r in responses}) == 1  # same photo, same model: same result
+    assert overlaps == [1, 1, 1, 1]  # never two inferences at once
+    assert len(threads) == 1 and next(iter(threads)).startswith("chromalab-inference")
+    assert len(loads) == 1  # loaded on first use, then cached
+    assert worker.waiting == 0
+
+
+# ---- video -----------------------------------------------------------------------------------
+
+
+def write_gray_clip(path: Path, frames: int = 6, width: int = 48, height: int = 32) -> Path:
+    """A short gray H.264 clip: a synthetic photo panning 2 px a frame (lossless, qp 0)."""
+    import av
+
+    canvas = synthetic_photo(11, width=width + 2 * frames, height=height).convert("L").convert("RGB")
+    with av.open(str(path), "w") as output:
+        stream = output.add_stream("libx264", rate=10, options={"qp": "0"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            view = np.asarray(canvas.crop((2 * index, 0, 2 * index + width, height)))
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(view, format="rgb24")))
+        output.mux(stream.encode(None))
+    return path
+
+
+def decoded_frames(data: bytes) -> list[Image.Image]:
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        return [frame.to_image() for frame in container.decode(video=0)]
+
+
+def test_video_upload_returns_the_colorized_video(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = write_gray_clip(tmp_path / "clip.mp4")
+    uploads = tmp_path / "server-temp"
+    uploads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(uploads))
+    reported: list[dict] = []
+    real_advance = jobs.JobProgress.advance
+
+    def recording_advance(self: jobs.JobProgress, frames: int) -> None:
+        real_advance(self, frames)
+        reported.append(self.snapshot())
+
+    monkeypatch.setattr(jobs.JobProgress, "advance", recording_advance)
+    response = client.post("/api/colorize-video", files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "video/mp4"
+    assert 'filename="clip-colorized.mp4"' in response.headers["content-disposition"]
+    frames = decoded_frames(response.content)
+    assert len(frames) == 6 == int(response.headers["x-chromalab-frames"])
+    assert all(frame.size == (48, 32) for frame in frames)
+    assert min(mean_chroma(frame) for frame in frames) > 3.0
+    assert reported[-1] == {"name": "clip.mp4", "done": 6, "total": 6}
+    assert client.get("/api/progress").json() == {}
+    assert list(uploads.iterdir()) == []  # upload and result removed after the response
+
+    gray = client.post("/api/colorize-video", data={"saturation": "0", "temporal": "false"},
+                       files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+    assert max(mean_chroma(frame) for frame in decoded_frames(gray.content)) < 1.5
+
+
+def test_a_bad_video_gets_a_one_line_400_naming_the_upload(client: TestClient, tmp_path: Path) -> None:
+    response = client.post("/api/colorize-video", files={"video": ("holiday.mp4", b"not a video" * 40, "video/mp4")})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("holiday.mp4: not a readable video") and "\n" not in detail
+    assert tempfile.gettempdir() not in detail
+
+
+# ---- the page --------------------------------------------------------------------------------
+
+
+def test_page_and_assets_are_served_and_load_nothing_from_the_internet(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert f'"{asset}"' in page.text
+        assert client.get(asset).status_code == 200
+    for path in STATIC_DIR.iterdir():
+        text = path.read_text()
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.IGNORECASE), path.name
+        assert "@import" not in text and "@font-face" not in text
+    assert client.get("/docs").status_code == 404  # FastAPI's docs pull scripts from a CDN
