@@ -218,6 +218,7 @@ def fake_trainer(loss: float, sanity: bool = False) -> types.SimpleNamespace:
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
+@pytest.mark.filterwarnings("ignore:All-NaN slice:RuntimeWarning")  # the diverged trial, on purpose
 def test_pruning_callback_stops_a_trial_worse_than_the_median(direction: str) -> None:
     study = optuna.create_study(direction=direction, pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
     sign = 1.0 if direction == "minimize" else -1.0  # a maximized metric: the pruner sees -loss

@@ -23,7 +23,7 @@ from chromalab.inference.video import (
     probe_video,
     read_frames,
 )
-from conftest import synthetic_photo
+from tests.conftest import synthetic_photo
 
 FPS = 10
 SAMPLE_RATE = 8000

@@ -24,10 +24,10 @@ from chromalab.data.images import open_rgb
 from chromalab.errors import ChromalabError
 from chromalab.inference.colorizer import Colorizer
 from chromalab.inference.controls import ColorControls, make_ab_transform
-from chromalab.web import jobs
+from chromalab.web import jobs, video_jobs
 from chromalab.web.app import STATIC_DIR, create_app
 from chromalab.web.worker import InferenceWorker
-from conftest import synthetic_photo
+from tests.conftest import synthetic_photo
 
 
 def png_bytes(image: Image.Image, image_format: str = "PNG") -> bytes:
@@ -358,13 +358,13 @@ def test_video_upload_returns_the_colorized_video(
     uploads.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(uploads))
     reported: list[dict] = []
-    real_advance = jobs.JobProgress.advance
+    real_advance = video_jobs.JobProgress.advance
 
-    def recording_advance(self: jobs.JobProgress, frames: int) -> None:
+    def recording_advance(self: video_jobs.JobProgress, frames: int) -> None:
         real_advance(self, frames)
         reported.append(self.snapshot())
 
-    monkeypatch.setattr(jobs.JobProgress, "advance", recording_advance)
+    monkeypatch.setattr(video_jobs.JobProgress, "advance", recording_advance)
     response = client.post("/api/colorize-video", files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4")})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "video/mp4"

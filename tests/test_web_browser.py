@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 from skimage.color import rgb2lab
 
-from conftest import synthetic_photo
-from test_web import decoded_frames, write_gray_clip
+from tests.conftest import synthetic_photo
+from tests.test_web import decoded_frames, write_gray_clip
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -99,6 +99,21 @@ def has_class(name: str) -> re.Pattern[str]:
     return re.compile(rf"(^|\s){name}(\s|$)")
 
 
+def drop_file(page, path: Path) -> None:
+    """Drag-and-drop ``path`` onto the drop zone (a real DataTransfer carrying a File)."""
+    transfer = page.evaluate_handle(
+        """([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        [path.name, base64.b64encode(path.read_bytes()).decode()],
+    )
+    page.dispatch_event("#dropzone", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+
+
 def shown_result(page, card) -> Image.Image:
     """The bytes of the result image the page displays (fetched from its blob: URL)."""
     data = card.locator("img.after").evaluate(
@@ -160,8 +175,10 @@ def test_page_colorizes_compares_adjusts_and_downloads(server: str, photos: dict
             assert len(clip_frames) == 6 and clip_frames[0].size == (48, 32)
             assert mean_chroma(clip_frames[0]) > COLORED_CHROMA
 
-            # Bad uploads: each card shows the server's one-line reason.
-            page.set_input_files("#file-input", [str(photos["text"]), str(photos["big"])])
+            # Bad uploads, one dropped on the page, one picked: each card shows the server's reason.
+            drop_file(page, photos["text"])
+            expect(page.locator(".card")).to_have_count(3)
+            page.set_input_files("#file-input", str(photos["big"]))
             expect(page.locator(".card.failed")).to_have_count(2)
             errors = page.locator(".card.failed .error")
             expect(errors.nth(0)).to_have_text("notes.jpg: not an image Pillow can read")

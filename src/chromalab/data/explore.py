@@ -30,13 +30,20 @@ from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from chromalab.data.folder import list_images
-from chromalab.data.images import BadImageError, is_monochrome, open_rgb, read_size, rgb_to_lab_array
+from chromalab.data.images import (
+    IMAGE_EXTENSIONS,
+    BadImageError,
+    is_monochrome,
+    open_rgb,
+    read_size,
+    rgb_to_lab_array,
+)
 from chromalab.errors import ChromalabError
 
 ANALYSIS_SIZE = 256  # longer side, in pixels, at which each photo is analysed
@@ -187,8 +194,8 @@ class CollectionStats:
 
 def load_for_analysis(path: str | os.PathLike[str], size: int = ANALYSIS_SIZE) -> tuple[np.ndarray, int, int]:
     """(thumbnail as (h, w, 3) uint8, stored width, stored height) of one photo."""
+    image = open_rgb(path, draft_size=size)  # first: its one-line reasons are the clearest
     width, height = read_size(path)
-    image = open_rgb(path, draft_size=size)
     image.thumbnail((size, size))
     return np.asarray(image, dtype=np.uint8), width, height
 
@@ -211,11 +218,39 @@ def analyse_chunk(paths: list[str], size: int = ANALYSIS_SIZE) -> tuple[Collecti
     return stats, rows
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     # One process per core already; OpenCV's own thread pool would only oversubscribe them.
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def map_in_order(
+    function: Callable[[Any], Any], tasks: Iterable[Any], workers: int, window: int | None = None
+) -> Iterator[Any]:
+    """``function(task)`` for each task, results in task order (used by explore and prepare).
+
+    A process pool with at most ``window`` tasks in flight, so memory stays flat for any
+    number of tasks (``executor.map`` would queue every task up front); ``workers`` <= 1 runs
+    inline. Closing the iterator early cancels what has not started.
+    """
+    if workers <= 1:
+        for task in tasks:
+            yield function(task)
+        return
+    window = window or 4 * workers
+    with ProcessPoolExecutor(workers, initializer=init_worker) as pool:
+        pending: deque[Future] = deque()
+        try:
+            for task in tasks:
+                pending.append(pool.submit(function, task))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 # --- Statistics from the sums -------------------------------------------------------------
@@ -362,39 +397,36 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start : start + size]
 
 
+def _analyse_task(task: tuple[list[str], int]) -> tuple[CollectionStats, list[tuple]]:
+    return analyse_chunk(*task)
+
+
 def analyse_all(
     paths: list[str], workers: int, size: int = ANALYSIS_SIZE, progress: bool = True
 ) -> Iterator[tuple[CollectionStats, list[tuple]]]:
-    """Chunk results in path order; at most a few chunks per worker are in flight at once."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """Chunk results in path order, computed by ``workers`` processes, with a progress bar."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
+    chunks = list(_chunks(paths, CHUNK))
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("Analysing photos", total=len(paths))
-        if workers <= 1 or len(paths) <= CHUNK:
-            for chunk in _chunks(paths, CHUNK):
-                result = analyse_chunk(chunk, size)
+        results = map_in_order(_analyse_task, ((chunk, size) for chunk in chunks),
+                               workers if len(chunks) > 1 else 1)
+        try:
+            for chunk, result in zip(chunks, results):
+                yield result
                 bar.advance(task, len(chunk))
-                yield result
-            return
-        # Bounded submission keeps memory flat however many photos there are (a plain
-        # executor.map would queue every chunk's task up front).
-        with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-            pending: deque[tuple[Future, int]] = deque()
-            chunks = _chunks(paths, CHUNK)
-            for chunk in chunks:
-                pending.append((pool.submit(analyse_chunk, chunk, size), len(chunk)))
-                if len(pending) >= 4 * workers:
-                    break
-            while pending:
-                future, count = pending.popleft()
-                result = future.result()
-                next_chunk = next(chunks, None)
-                if next_chunk is not None:
-                    pending.append((pool.submit(analyse_chunk, next_chunk, size), len(next_chunk)))
-                bar.advance(task, count)
-                yield result
+        finally:
+            results.close()
 
 
 def explore_collection(
@@ -413,7 +445,7 @@ def explore_collection(
         raise ChromalabError(f"{root}: no such folder")
     paths = select_photos(root, limit, seed)
     if not paths:
-        raise ChromalabError(f"{root}: no photos found ({', '.join(sorted(_extensions()))})")
+        raise ChromalabError(f"{root}: no photos found ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
     stats = CollectionStats()
@@ -435,12 +467,6 @@ def explore_collection(
         files += write_plots(stats, out)
     files.append(write_markdown(summary, out, plots))
     return ExploreResult(stats, summary, out, files, seconds)
-
-
-def _extensions() -> set[str]:
-    from chromalab.data.images import IMAGE_EXTENSIONS
-
-    return set(IMAGE_EXTENSIONS)
 
 
 # --- Tables (CSV / JSON) ------------------------------------------------------------------
@@ -512,7 +538,8 @@ def write_plots(stats: CollectionStats, out: Path) -> list[Path]:
     plt, (fig, axes) = _figure(1, 3, figsize=(12, 3.5))
     for ax, (name, edges) in zip(axes, LAB_EDGES.items()):
         counts = stats.lab_hist[name]
-        ax.bar(edges[:-1], counts / max(counts.sum(), 1), width=edges[1] - edges[0], align="edge", color="0.3")
+        # stairs: one artist, where bar() would make one rectangle per bin (slow to lay out).
+        ax.stairs(counts / max(counts.sum(), 1), edges, fill=True, color="0.3")
         ax.set(xlabel=f"{name}*", title=f"{name}* histogram", xlim=(edges[0], edges[-1]))
         if name != "L":
             ax.set_yscale("log")
@@ -555,7 +582,7 @@ def write_plots(stats: CollectionStats, out: Path) -> list[Path]:
     files.append(_save(plt, fig, out / "sizes.png"))
 
     plt, (fig, ax) = _figure(figsize=(7, 3.5))
-    ax.bar(COLORFULNESS_EDGES[:-1], stats.colorfulness_hist, width=1.0, align="edge", color="0.3")
+    ax.stairs(stats.colorfulness_hist, COLORFULNESS_EDGES, fill=True, color="0.3")
     for name, bound in COLORFULNESS_CATEGORIES[1:]:
         ax.axvline(bound, color="tab:orange", lw=0.8, ls="--")
         ax.text(bound + 1, ax.get_ylim()[1] * 0.95, name, rotation=90, va="top", fontsize=7, color="tab:orange")
@@ -636,7 +663,8 @@ def write_markdown(summary: dict[str, Any], out: Path, plots: bool = True) -> Pa
     for key in ("width", "height"):
         if summary[key]:
             s = summary[key]
-            lines.append(f"| {key} | " + " | ".join(_number(s[k]) for k in ("min", "q25", "median", "q75", "max", "mean")) + " |")
+            cells = (_number(s[k]) for k in ("min", "q25", "median", "q75", "max", "mean"))
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
     if plots:
         lines += ["", "![sizes](sizes.png)"]
     if summary["unreadable_files"]:

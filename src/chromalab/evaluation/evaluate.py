@@ -116,7 +116,10 @@ def to_image(tensor_u8: torch.Tensor) -> Image.Image:
 def gray_version(truth_u8: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> its neutral gray with the same L* (a* = b* = 0), uint8."""
     rgb = truth_u8.to(torch.float32) / 255.0
-    return float_to_uint8(gray_rgb_from_l_norm(rgb_to_l_norm(rgb)))
+    # lab_to_rgb leaves the three channels of a neutral color a rounding error apart, which
+    # could differ by one level in uint8; one shared channel makes the gray exactly neutral.
+    gray = gray_rgb_from_l_norm(rgb_to_l_norm(rgb)).mean(dim=1, keepdim=True)
+    return float_to_uint8(gray).expand(-1, 3, -1, -1).contiguous()
 
 
 def resolve_metrics(requested: Iterable[str] | None) -> list[str]:
@@ -147,7 +150,6 @@ class _TruthGroup:
     gray_l: torch.Tensor | None = None  # L* of the gray inputs (B, H, W)
     lab: torch.Tensor | None = None
     colorfulness: torch.Tensor | None = None
-    lpips_features: list[list[torch.Tensor]] | None = None
 
 
 class MetricSuite:
@@ -180,8 +182,6 @@ class MetricSuite:
                 group.gray_l = M.lab_of(torch.stack([grays[i] for i in indices]))[:, 0]
             if self.names & {"colorfulness_truth", "delta_colorfulness"}:
                 group.colorfulness = M.colorfulness(group.truth)
-            if self.lpips is not None:
-                group.lpips_features = self.lpips.features(group.truth)
             groups.append(group)
         return groups
 
@@ -197,8 +197,15 @@ class MetricSuite:
             out[indices] = self.inception(torch.stack([images[i] for i in indices]))
         return out
 
-    def score(self, group: _TruthGroup, output: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image scores (B,) of outputs (B, 3, H, W) uint8 against the group's truths."""
+    def score(self, group: _TruthGroup, outputs: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """{model: {metric: (B,) scores}} of each model's outputs (B, 3, H, W) uint8."""
+        scores = {name: self._score_one(group, output) for name, output in outputs.items()}
+        if self.lpips is not None:
+            for name, values in self.lpips.distances(group.truth, outputs).items():
+                scores[name]["lpips"] = values
+        return scores
+
+    def _score_one(self, group: _TruthGroup, output: torch.Tensor) -> dict[str, torch.Tensor]:
         names, truth, scores = self.names, group.truth, {}
         if "psnr" in names:
             scores["psnr"] = M.psnr(output, truth)
@@ -220,8 +227,6 @@ class MetricSuite:
                 scores["delta_colorfulness"] = colorfulness - group.colorfulness
         if "colorfulness_truth" in names:
             scores["colorfulness_truth"] = group.colorfulness
-        if self.lpips is not None:
-            scores["lpips"] = self.lpips.distances(group.lpips_features, output)
         return scores
 
 
@@ -321,29 +326,32 @@ def evaluate_models(
             if reference is not None and truth_features is not None:
                 reference.update(truth_features)
 
+            outputs: dict[str, list[torch.Tensor]] = {}
             for name, colorizer in colorizers.items():
                 start = time.perf_counter()
                 colored = colorizer.colorize_images(gray_images)
                 seconds[name] += time.perf_counter() - start
-                outputs = _check_outputs(name, colored, good)
-                rows: list[dict[str, Any]] = [
-                    {"path": str(path), "width": image.width, "height": image.height} for path, image in good
-                ]
-                for group in groups:
-                    scores = suite.score(group, torch.stack([outputs[i] for i in group.indices]))
-                    for metric, values in scores.items():
-                        for i, value in zip(group.indices, values.tolist()):
-                            rows[i][metric] = float(value)
-                per_image[name].extend(rows)
-                if name in statistics:
-                    statistics[name].update(suite.features(outputs))
+                outputs[name] = _check_outputs(name, colored, good)
                 for i in keep:
                     samples[name].output.append(_thumbnail(colored[i]))
+                if name in statistics:
+                    statistics[name].update(suite.features(outputs[name]))
+            rows = {name: [{"path": str(path), "width": image.width, "height": image.height}
+                           for path, image in good] for name in colorizers}
+            for group in groups:
+                stacked = {name: torch.stack([images[i] for i in group.indices]) for name, images in outputs.items()}
+                for name, scores in suite.score(group, stacked).items():
+                    for metric, values in scores.items():
+                        for i, value in zip(group.indices, values.tolist()):
+                            rows[name][i][metric] = float(value)
+            for name in colorizers:
+                per_image[name].extend(rows[name])
             for i in keep:
+                gray_small, truth_small = _thumbnail(gray_images[i]), _thumbnail(good[i][1])
                 for samples_of in samples.values():
                     samples_of.paths.append(str(good[i][0]))
-                    samples_of.gray.append(_thumbnail(gray_images[i]))
-                    samples_of.truth.append(_thumbnail(good[i][1]))
+                    samples_of.gray.append(gray_small)
+                    samples_of.truth.append(truth_small)
             bar.advance(task, len(good))
 
     count = len(paths) - len(skipped)

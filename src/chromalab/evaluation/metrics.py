@@ -108,8 +108,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW} px a side")
     batch, channels = x.shape[:2]
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1).flatten(0, 1).unsqueeze(1)
-    # A separable box filter: the same means as a 7x7 window, at 14 instead of 49 adds a pixel.
-    pooled = F.avg_pool2d(F.avg_pool2d(stacked, (SSIM_WINDOW, 1), stride=1), (1, SSIM_WINDOW), stride=1)
+    pooled = _box_mean(stacked, SSIM_WINDOW)
     means = pooled.view(batch, 5, channels, *pooled.shape[-2:])
     ux, uy, uxx, uyy, uxy = means.unbind(dim=1)
     count = SSIM_WINDOW**2
@@ -121,6 +120,18 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
     c2 = (0.03 * data_range) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.mean(dim=(1, 2, 3))
+
+
+def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over every ``window`` x ``window`` patch ('valid'), from cumulative sums.
+
+    Same numbers as avg_pool2d, but float64 avg_pool2d has no fast CPU kernel; two cumsums
+    and two differences cost a few adds a pixel whatever the window.
+    """
+    summed = F.pad(x, (1, 0, 1, 0)).cumsum(dim=-2).cumsum(dim=-1)
+    rows = summed[..., window:, :] - summed[..., :-window, :]
+    patches = rows[..., :, window:] - rows[..., :, :-window]
+    return patches / (window * window)
 
 
 def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
@@ -145,12 +156,13 @@ def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
     h_diff = h2 - h1
     h_sum = h1 + h2
     cc = C1 * C2
-    dh = h_diff - 2 * math.pi * (h_diff > math.pi) + 2 * math.pi * (h_diff < -math.pi)
+    # torch.where, not bool * float: that product would be computed in float32.
+    dh = torch.where(h_diff > math.pi, h_diff - 2 * math.pi, torch.where(h_diff < -math.pi, h_diff + 2 * math.pi, h_diff))
     dh = torch.where(cc == 0, torch.zeros_like(dh), dh)
     dh_term = 2 * torch.sqrt(cc) * torch.sin(dh / 2)
 
     wrap = (cc != 0) & (h_diff.abs() > math.pi)
-    h_mean = h_sum + 2 * math.pi * (wrap & (h_sum < 2 * math.pi)) - 2 * math.pi * (wrap & (h_sum >= 2 * math.pi))
+    h_mean = torch.where(wrap, torch.where(h_sum < 2 * math.pi, h_sum + 2 * math.pi, h_sum - 2 * math.pi), h_sum)
     h_mean = torch.where(cc == 0, h_mean * 2, h_mean) * 0.5
 
     t = (

@@ -10,7 +10,10 @@ The controls apply in a fixed order, like a photo editor's develop panel:
 1. ``reference`` — match the chroma statistics to a reference photo (palette transfer),
 2. ``temperature`` — white balance (chromatic adaptation toward a warmer or cooler light),
 3. ``hue`` — rotate every color around the a*b* origin,
-4. ``saturation`` — scale chroma (so ``saturation=0`` is always a neutral gray photo).
+4. ``saturation`` — scale chroma (so ``saturation=0`` is always a neutral gray photo),
+
+and finally colors pushed outside the sRGB gamut have their chroma reduced (hue and L* kept)
+rather than being clipped in RGB, which would shift their lightness and hue.
 
 Definitions (also in docs/controls-and-video.md):
 
@@ -34,19 +37,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
 import kornia.color as kc
 import numpy as np
 import torch
 from PIL import Image
 
-from chromalab.color import denormalize_ab, denormalize_l, normalize_ab, rgb_to_lab, uint8_to_float
+from chromalab.color import (
+    denormalize_ab,
+    denormalize_l,
+    normalize_ab,
+    normalize_l,
+    rgb_to_lab,
+    uint8_to_float,
+)
 from chromalab.errors import ChromalabError
 from chromalab.inference.colorizer import AbTransform
 
 NEUTRAL_CCT = 6504.0  # kelvin: the correlated colour temperature of D65, the Lab white
 TEMPERATURE_MIRED = 110.0  # |T| = 1 moves the white this many mired (a Wratten 85 is +112)
 REFERENCE_SIDE = 256  # reference statistics are measured on a thumbnail this large
-COVARIANCE_FLOOR = (1.0 / 110.0) ** 2  # (1 Lab unit)^2: keeps a near-gray output's map finite
+COVARIANCE_FLOOR = (0.5 / 110.0) ** 2  # (0.5 Lab unit)^2: keeps a near-gray output's map finite
 
 # Bradford cone-response matrix (Lam 1985), the CAT used by ICC profiles and Photoshop.
 BRADFORD = torch.tensor([
@@ -127,15 +138,22 @@ def _xyz_of_white(x: float, y: float) -> torch.Tensor:
     return torch.tensor([x / y, 1.0, (1.0 - x - y) / y], dtype=torch.float64)
 
 
-def bradford_matrix(source_kelvin: float, target_kelvin: float) -> torch.Tensor:
-    """3x3 XYZ -> XYZ matrix adapting colors seen under one black-body light to another.
+def bradford_adaptation(source_white: torch.Tensor, target_white: torch.Tensor) -> torch.Tensor:
+    """3x3 XYZ -> XYZ matrix taking colors seen under one white (XYZ, Y = 1) to another.
 
     von Kries scaling in Bradford's sharpened cone space (written out: kornia has no
-    chromatic-adaptation transform). Both whites have Y = 1, so brightness is kept.
+    chromatic-adaptation transform).
     """
-    source = BRADFORD @ _xyz_of_white(*planckian_chromaticity(source_kelvin))
-    target = BRADFORD @ _xyz_of_white(*planckian_chromaticity(target_kelvin))
-    return torch.linalg.inv(BRADFORD) @ torch.diag(target / source) @ BRADFORD
+    scale = (BRADFORD @ target_white.double()) / (BRADFORD @ source_white.double())
+    return torch.linalg.inv(BRADFORD) @ torch.diag(scale) @ BRADFORD
+
+
+def bradford_matrix(source_kelvin: float, target_kelvin: float) -> torch.Tensor:
+    """The Bradford adaptation between two black-body lights (both whites at Y = 1)."""
+    return bradford_adaptation(
+        _xyz_of_white(*planckian_chromaticity(source_kelvin)),
+        _xyz_of_white(*planckian_chromaticity(target_kelvin)),
+    )
 
 
 def adapt_temperature(l_norm: torch.Tensor, ab_norm: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -147,6 +165,30 @@ def adapt_temperature(l_norm: torch.Tensor, ab_norm: torch.Tensor, temperature: 
     adapted = torch.einsum("ij,bjhw->bihw", matrix, xyz)
     lab_out = kc.rgb_to_lab(kc.linear_rgb_to_rgb(kc.xyz_to_rgb(adapted)))
     return normalize_ab(lab_out[:, 1:])
+
+
+def fit_gamut(l_norm: torch.Tensor, ab_norm: torch.Tensor, steps: int = 8) -> torch.Tensor:
+    """Shrink the chroma of out-of-gamut pixels until they fit sRGB at their own L*.
+
+    Clipping RGB (what the final merge would do) shifts both lightness and hue of a color the
+    controls pushed out of gamut; scaling its a*b* toward gray keeps both. A bisection on the
+    scale (``steps`` halvings: within 0.4 % of the largest in-gamut chroma) per pixel, because
+    the sRGB boundary has no closed form in Lab.
+    """
+    lightness = denormalize_l(l_norm)
+    ab = denormalize_ab(ab_norm)
+
+    def fits(scale: torch.Tensor) -> torch.Tensor:
+        rgb = kc.lab_to_rgb(torch.cat([lightness, ab * scale], dim=1), clip=False)
+        return ((rgb >= -1e-3) & (rgb <= 1.0 + 1e-3)).all(dim=1, keepdim=True)
+
+    low, high = torch.zeros_like(lightness), torch.ones_like(lightness)
+    inside = fits(high)
+    for _ in range(steps):
+        middle = (low + high) / 2.0
+        ok = fits(middle)
+        low, high = torch.where(ok, middle, low), torch.where(ok, high, middle)
+    return normalize_ab(ab * torch.where(inside, high, low))
 
 
 # --- reference palette transfer ---------------------------------------------------------------
@@ -167,9 +209,9 @@ class AbStatistics:
 
 
 def _sqrtm_spd(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Square root and inverse square root of a symmetric positive-definite matrix."""
+    """Square root and inverse square root of a symmetric positive-(semi)definite matrix."""
     values, vectors = torch.linalg.eigh(matrix)
-    values = values.clamp(min=COVARIANCE_FLOOR)
+    values = values.clamp(min=1e-12)  # rounding can make a zero eigenvalue slightly negative
     root = vectors @ torch.diag(values.sqrt()) @ vectors.T
     inverse_root = vectors @ torch.diag(values.rsqrt()) @ vectors.T
     return root, inverse_root
@@ -178,12 +220,14 @@ def _sqrtm_spd(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def monge_kantorovich_map(source: AbStatistics, target: AbStatistics) -> torch.Tensor:
     """The 2x2 matrix T with T S T = R (the linear optimal-transport map between Gaussians).
 
-    T = S^-1/2 (S^1/2 R S^1/2)^1/2 S^-1/2 (Pitié & Kokaram 2007). Hand-written because it is
+    T = S^-1/2 (S^1/2 R S^1/2)^1/2 S^-1/2 (Pitié & Kokaram 2007), with S regularized by
+    ``COVARIANCE_FLOOR`` (so the output's covariance is R - floor * T^2, within a few percent). Hand-written because it is
     four lines of linear algebra and no dependency offers it for torch tensors.
     """
+    # Only the source is regularized (it may be a nearly gray output); the target is matched.
     floor = COVARIANCE_FLOOR * torch.eye(2, dtype=torch.float64)
     s_root, s_inverse_root = _sqrtm_spd(source.covariance + floor)
-    middle, _ = _sqrtm_spd(s_root @ (target.covariance + floor) @ s_root)
+    middle, _ = _sqrtm_spd(s_root @ target.covariance @ s_root)
     return s_inverse_root @ middle @ s_inverse_root
 
 
@@ -234,7 +278,7 @@ class ControlTransform:
             ab_norm = rotate_hue(ab_norm, controls.hue)
         if controls.saturation != 1.0:
             ab_norm = scale_saturation(ab_norm, controls.saturation)
-        return ab_norm
+        return fit_gamut(l_norm, ab_norm)
 
     def __repr__(self) -> str:
         return f"ControlTransform({self.controls})"
@@ -266,17 +310,19 @@ def mood_shift(
     probability: float = MOOD_PROBABILITY,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Randomly hue-rotate a share of a float sRGB batch in a*b*; L* is kept (up to clipping).
+    """Randomly hue-rotate a share of a float sRGB batch in a*b*, keeping every pixel's L*.
 
-    Returns sRGB (clipped to the gamut), so every color space's target can be computed from
-    it. Angles and coin flips are drawn per photo from ``generator`` (the global RNG if None).
+    Returns sRGB, so every color space's target can be computed from it; colors the rotation
+    takes out of the gamut lose chroma (``fit_gamut``), not lightness or hue. Angles and coin
+    flips are drawn per photo from ``generator`` (the global RNG if None).
     """
     batch = rgb.shape[0]
     angles = (torch.rand(batch, generator=generator) * 2.0 - 1.0) * max_degrees
     chosen = torch.rand(batch, generator=generator) < probability
     angles = torch.where(chosen, angles, torch.zeros_like(angles)).to(rgb.device)
     lab = rgb_to_lab(rgb)
-    ab = rotate_hue(lab[:, 1:], angles)  # rotation is linear, so unnormalized ab works too
-    shifted = kc.lab_to_rgb(torch.cat([lab[:, :1], ab], dim=1), clip=True)
+    l_norm, ab_norm = normalize_l(lab[:, :1]), normalize_ab(lab[:, 1:])
+    ab_norm = fit_gamut(l_norm, rotate_hue(ab_norm, angles))
+    shifted = kc.lab_to_rgb(torch.cat([lab[:, :1], denormalize_ab(ab_norm)], dim=1), clip=True)
     # Untouched photos stay bit-exact rather than taking a Lab round trip.
     return torch.where(chosen.view(-1, 1, 1, 1), shifted, rgb)

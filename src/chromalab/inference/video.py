@@ -19,7 +19,6 @@ a failure (corrupt input, unsupported codec, Ctrl-C) never leaves a partial file
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import time
@@ -42,8 +41,6 @@ from chromalab.inference.colorizer import (
     merge_full_resolution,
     model_input,
 )
-
-log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"})
 VIDEO_OPTIONS = {  # encoder -> options; quality high enough that colors are not smeared
@@ -136,6 +133,7 @@ class FlickerMeter:
         self._previous: np.ndarray | None = None
         self.total = 0.0
         self.pixels = 0
+        self.per_frame: list[float] = []  # mean |Δab| of each consecutive pair (nan: no pixel)
 
     def add(self, rgb: np.ndarray) -> None:
         """One frame, (H, W, 3) uint8 sRGB, in display order."""
@@ -145,6 +143,7 @@ class FlickerMeter:
             change = np.linalg.norm(lab[..., 1:] - self._previous[..., 1:], axis=2)
             self.total += float(change[steady].sum())
             self.pixels += int(steady.sum())
+            self.per_frame.append(float(change[steady].mean()) if steady.any() else float("nan"))
         self._previous = lab
 
     @property

@@ -82,23 +82,19 @@ def _stand_in_modules() -> Iterator[None]:
     """Minimal ``torchvision`` / ``IPython`` / ``torchsummary`` while stlpips_pytorch imports.
 
     stlpips_pytorch imports ``torchvision.models``, ``IPython.embed`` and
-    ``torchsummary.summary`` at module level but never uses them on the path we take (the
+    ``torchsummary.summary`` at module level but never uses them on the path taken here (the
     shift-tolerant trunks are defined in the package itself). torchvision does not import
-    beside this torch build and the other two are not dependencies, so empty stand-ins are
-    placed in ``sys.modules`` -- only for names that are really absent -- and removed again
-    afterwards, so that no other library mistakes them for the real packages.
+    beside this torch build and the other two are not dependencies, so stand-ins go into
+    ``sys.modules`` -- only for names that are really absent -- and are removed right after
+    the import, so no other library mistakes them for the real packages. The evaluation
+    metric (chromalab.evaluation.lpips) loads its network through ``STLPIPSLoss`` too.
     """
-    stand_ins = {
-        "torchvision": {"models": types.SimpleNamespace()},
-        "IPython": {"embed": lambda *args, **kwargs: None},
-        "torchsummary": {"summary": lambda *args, **kwargs: None},
-    }
     added = []
-    for name, attributes in stand_ins.items():
-        if name in sys.modules or _importable(name):
+    for name, attribute in (("torchvision", "models"), ("IPython", "embed"), ("torchsummary", "summary")):
+        if name in sys.modules or importlib.util.find_spec(name) is not None:
             continue
         module = types.ModuleType(name, f"chromalab stand-in for {name} (stlpips import only)")
-        module.__dict__.update(attributes)
+        setattr(module, attribute, _unavailable(f"{name}.{attribute}"))
         sys.modules[name] = module
         added.append(name)
     try:
@@ -108,14 +104,15 @@ def _stand_in_modules() -> Iterator[None]:
             sys.modules.pop(name, None)
 
 
-def _importable(name: str) -> bool:
-    try:
-        if importlib.util.find_spec(name) is None:
-            return False
-        __import__(name)  # torchvision can be installed yet fail to import beside this torch
-        return True
-    except Exception:
-        return False
+def _unavailable(what: str) -> Any:
+    class Unavailable:
+        def __call__(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError(f"{what} is a chromalab stand-in; the real package is not installed")
+
+        def __getattr__(self, attribute: str) -> "Unavailable":
+            return self  # torchvision.models.vgg16(...) fails when *called*, never on import
+
+    return Unavailable()
 
 
 def _import_stlpips() -> Any:

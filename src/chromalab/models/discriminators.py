@@ -27,8 +27,6 @@ from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
 from chromalab.models.blocks import make_norm, pad_to_multiple
 
-DiscriminatorOutput = torch.Tensor | list[torch.Tensor]
-
 
 def _conv(cin: int, cout: int, kernel: int, stride: int, padding: int, spectral: bool, bias: bool = True) -> nn.Module:
     conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=bias)

@@ -101,10 +101,11 @@ def write_tables(study: optuna.Study, params: list[ParamSpec], metric: str, out:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([*header, "best"])
+    writer.writerow([*header, "best", "run_dir"])
+    run_dirs = {t.number: t.user_attrs.get("run_dir", "") for t in study.get_trials(deepcopy=False)}
     for row in rows:
         # Full precision here (the Markdown table rounds): the CSV is for further analysis.
-        writer.writerow(["" if v is None else v for v in row] + [int(row[0] == best_number)])
+        writer.writerow(["" if v is None else v for v in row] + [int(row[0] == best_number), run_dirs[row[0]]])
     csv_path = out / "trials.csv"
     _write_atomic(csv_path, buffer.getvalue())
 

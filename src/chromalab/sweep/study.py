@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import optuna
 from optuna.storages import RDBStorage
@@ -166,9 +166,11 @@ def _retry_stale_trials() -> dict[str, Any]:
 
 def open_study(settings: SweepSettings) -> optuna.Study:
     """Create the study, or load it (same options) to continue it."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own lines
-    settings.out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the sweep prints its own lines
+    if settings.storage is None:
+        settings.out.mkdir(parents=True, exist_ok=True)  # study.db goes there
     storage = make_storage(settings)
+    settings.out.mkdir(parents=True, exist_ok=True)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     previous = existing.get(settings.name)
     trials_so_far = previous.n_trials if previous else 0
@@ -261,34 +263,39 @@ class TrialObjective:
         started = time.monotonic()
         try:
             self._train(trial, config, callbacks)
-        finally:
-            minutes = (time.monotonic() - started) / 60
-            trial.set_user_attr("minutes", minutes)
-            val_loss = best_val_loss(run_dir)
-            trial.set_user_attr("metrics", {VAL_LOSS: val_loss})
-        metrics: dict[str, Any] = {VAL_LOSS: val_loss}
-        try:
-            if settings.evaluated_metrics:
-                photos = settings.eval_data or validation_photos(config)
-                metrics |= evaluate_run(
-                    run_dir, photos, settings.evaluated_metrics, settings.eval_size, settings.eval_limit
-                )
-        except ChromalabError:
-            raise
-        except Exception as error:  # noqa: BLE001 — recorded on the trial, the sweep goes on
-            self._fail(trial, "evaluation", error)
-        minutes = (time.monotonic() - started) / 60
-        trial.set_user_attr("minutes", minutes)
-        trial.set_user_attr("metrics", {k: _plain_number(v) for k, v in metrics.items()})
+        finally:  # pruned and interrupted trials keep their time and loss in the table too
+            self._record(trial, started, {VAL_LOSS: best_val_loss(run_dir)})
+        metrics = {VAL_LOSS: best_val_loss(run_dir)} | self._evaluate(trial, config, run_dir)
+        minutes = self._record(trial, started, metrics)
         value = metrics.get(settings.metric)
         if value is None or not math.isfinite(float(value)):
             self._fail(trial, "scoring", ValueError(f"{settings.metric} is {value}"))
+        val_loss = metrics[VAL_LOSS]
         self.log(
             f"{position} done: {settings.metric} {float(value):.4g}"  # type: ignore[arg-type]
             + (f" (val_loss {val_loss:.4g})" if settings.metric != VAL_LOSS and val_loss is not None else "")
             + f", {minutes:.1f} min"
         )
         return objective_value(settings.metric, float(value))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _record(trial: optuna.Trial, started: float, metrics: dict[str, Any]) -> float:
+        minutes = (time.monotonic() - started) / 60
+        trial.set_user_attr("minutes", minutes)
+        trial.set_user_attr("metrics", {k: _plain_number(v) for k, v in metrics.items()})
+        return minutes
+
+    def _evaluate(self, trial: optuna.Trial, config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+        settings = self.settings
+        if not settings.evaluated_metrics:
+            return {}
+        try:
+            photos = settings.eval_data or validation_photos(config)
+            return evaluate_run(run_dir, photos, settings.evaluated_metrics, settings.eval_size, settings.eval_limit)
+        except ChromalabError:
+            raise  # e.g. a metric the evaluation cannot compute here: every trial would fail
+        except Exception as error:  # noqa: BLE001 — recorded on the trial, the sweep goes on
+            self._fail(trial, "evaluation", error)
 
     def _train(self, trial: optuna.Trial, config: TrainConfig, callbacks: list) -> None:
         from chromalab.training.trainer import train
@@ -303,7 +310,7 @@ class TrialObjective:
         except Exception as error:  # noqa: BLE001 — e.g. a size the model cannot take
             self._fail(trial, "training", error)
 
-    def _fail(self, trial: optuna.Trial, stage: str, error: BaseException) -> None:
+    def _fail(self, trial: optuna.Trial, stage: str, error: BaseException) -> NoReturn:
         message = f"{stage} failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         trial.set_user_attr("error", message)
         self.log(f"trial #{trial.number} {message}")
@@ -358,4 +365,8 @@ def run_sweep(
             callbacks=[MaxTrialsCallback(target, states=FINISHED)],
             gc_after_trial=True,
         )
-    return SweepOutcome(study, len(study.trials) - before, finished_count(study), target)
+    outcome = SweepOutcome(study, len(study.trials) - before, finished_count(study), target)
+    if outcome.finished < target:
+        log(f"sweep {settings.name}: {outcome.finished}/{target} trials finished; "
+            "run the same command again to continue")
+    return outcome

@@ -110,6 +110,7 @@ class ClassifyConfig:
     neighbours: int = 5
     rebalance_lambda: float = 0.5
     temperature: float = 0.38
+    prior_photos: int = 500  # training photos counted for the class-rebalancing prior
 
 
 @dataclass

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from chromalab.data.datamodule import PhotoDataModule
+from chromalab.data.shards import ShardDataModule, is_shard_source
 from chromalab.errors import ChromalabError
 from chromalab.models.registry import model_entry
 from chromalab.training.callbacks import ExportModel, FreezeEncoder, SampleGrid, Throughput
@@ -46,7 +47,9 @@ def build_datamodule(config: TrainConfig) -> L.LightningDataModule:
         raise ChromalabError("no training data: give --data DIR (or data.path in the config)")
     if not Path(data.path).exists() and not any(c in data.path for c in "{*"):
         raise ChromalabError(f"{data.path}: no such folder")
-    return PhotoDataModule(
+    # Tar shards (chromalab prepare --shards) or a photo folder: the same options either way.
+    datamodule = ShardDataModule if is_shard_source(data.path) else PhotoDataModule
+    return datamodule(
         data.path, size=data.size, batch_size=data.batch_size, val_fraction=data.val_fraction,
         seed=data.seed, workers=data.workers, cache=data.cache, limit=data.limit,
     )

@@ -30,6 +30,11 @@ from chromalab.web.catalog import ModelChoice, build_catalog
 from chromalab.web.limits import UploadLimit
 from chromalab.web.worker import InferenceWorker
 
+try:  # video needs chromalab.inference.video; without it the page accepts photos only
+    from chromalab.web import video_jobs
+except ImportError:  # pragma: no cover - depends on the installation
+    video_jobs = None  # type: ignore[assignment]
+
 STATIC_DIR = Path(str(resources.files("chromalab.web") / "static"))
 TEMP_PREFIX = "chromalab-web-"
 # The sliders' ranges; the server accepts anything ColorControls.validate accepts.
@@ -60,7 +65,7 @@ def create_app(
             "pass --model PATH (a model file or run folder)"
         )
     worker = InferenceWorker()
-    progress = jobs.JobProgress()
+    progress = video_jobs.JobProgress() if video_jobs else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -78,7 +83,8 @@ def create_app(
     async def one_line_validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         field = str(first.get("loc", ["request"])[-1])
-        message = "no photo uploaded" if field == "images" else f"{field}: {first.get('msg', 'invalid')}"
+        missing = {"images": "no photo uploaded", "video": "no video uploaded"}
+        message = missing.get(field) or f"{field}: {first.get('msg', 'invalid')}"
         return JSONResponse({"detail": message}, status_code=400)
 
     @app.get("/", include_in_schema=False)
@@ -94,7 +100,7 @@ def create_app(
             "max_upload_mb": max_upload_mb,
             "formats": list(jobs.FORMATS),
             "controls": CONTROL_RANGES if jobs.CONTROLS_AVAILABLE else None,
-            "video": jobs.VIDEO_AVAILABLE,
+            "video": video_jobs is not None,
             "queued": worker.waiting,
         }
 
@@ -105,14 +111,14 @@ def create_app(
         temperature: Annotated[float, Form()] = 0.0,
         hue: Annotated[float, Form()] = 0.0,
         saturation: Annotated[float, Form()] = 1.0,
-        format: Annotated[Literal["png", "jpeg"], Form()] = "png",
+        image_format: Annotated[Literal["png", "jpeg"], Form(alias="format")] = "png",
         reference: Annotated[UploadFile | None, File()] = None,
     ) -> Response:
         choice = _choose_model(catalog(), model)
         with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as folder:
             uploads = [await _save(upload, Path(folder) / f"photo-{i}") for i, upload in enumerate(images)]
             saved_reference = await _save(reference, Path(folder) / "reference") if reference else None
-            settings = jobs.Settings(temperature, hue, saturation, saved_reference, format)
+            settings = jobs.Settings(temperature, hue, saturation, saved_reference, image_format)
             try:
                 results = await worker.run(jobs.colorize_uploads, worker, choice.path, uploads, settings)
             except jobs.ModelUnavailable as error:
@@ -134,7 +140,7 @@ def create_app(
     @app.get("/api/progress")
     async def progress_of_video() -> dict:
         """The running video job's frames done and total (empty when none runs)."""
-        return progress.snapshot()
+        return progress.snapshot() if progress else {}
 
     @app.post("/api/colorize-video")
     async def colorize_video(
@@ -146,7 +152,7 @@ def create_app(
         temporal: Annotated[bool, Form()] = True,
         reference: Annotated[UploadFile | None, File()] = None,
     ) -> Response:
-        if not jobs.VIDEO_AVAILABLE:
+        if video_jobs is None or progress is None:
             raise HTTPException(404, "video is not available in this installation")
         choice = _choose_model(catalog(), model)
         # A video result can be large: it is streamed from the temporary folder, which is
@@ -156,7 +162,7 @@ def create_app(
             upload = await _save(video, folder / "upload")
             saved_reference = await _save(reference, folder / "reference") if reference else None
             settings = jobs.Settings(temperature, hue, saturation, saved_reference)
-            result = await worker.run(jobs.colorize_video_upload, worker, choice.path, upload,
+            result = await worker.run(video_jobs.colorize_video_upload, worker, choice.path, upload,
                                       settings, temporal, folder, progress)
         except jobs.ModelUnavailable as error:
             shutil.rmtree(folder, ignore_errors=True)

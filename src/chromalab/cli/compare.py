@@ -1,0 +1,39 @@
+"""chromalab compare MODEL_OR_RUN... --data DIR [--size 256] [--limit N] [--out DIR] [--baselines]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from chromalab.cli.evaluate import add_common_arguments, default_out, parse_metrics, print_summary
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="score several models on the same photos: table, image grid, training curves",
+        description="Evaluate several models (run folders, model files or shipped names) on the same "
+        "photos in one pass. Writes metrics.md/.csv/.json (best per column in bold), per_image.csv, "
+        "grid.png (a row per photo: gray | each model | truth) and curves.png (training curves of "
+        "run folders).",
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL_OR_RUN",
+                        help="run folder, model file (.safetensors/.ckpt) or shipped model name")
+    add_common_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from chromalab.evaluation.compare import COMPARE_FILES, compare, write_comparison
+    from chromalab.evaluation.report import check_outputs_free
+
+    out = Path(args.out) if args.out else default_out("compare")
+    check_outputs_free(out, COMPARE_FILES, args.overwrite)
+    comparison = compare(args.models, args.data, size=args.size, limit=args.limit,
+                         batch_size=args.batch_size, baselines=args.baselines,
+                         metrics=parse_metrics(args.metrics), progress=sys.stderr.isatty(),
+                         device=args.device)
+    written = write_comparison(comparison, out, overwrite=args.overwrite)
+    print_summary(comparison.results)
+    print(f"wrote {', '.join(p.name for p in written.values())} to {out}")
+    return 0

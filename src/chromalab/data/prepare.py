@@ -1,0 +1,395 @@
+"""``chromalab prepare``: a photo folder -> a clean training set of resized photos (and shards).
+
+Every source photo is decoded once (in parallel), measured (size, monochrome, a hash of its
+decoded pixels) and, if it is to be kept, resized and written to the mirrored path in DST.
+What was learnt about each source is appended to ``DST/prepare-journal.jsonl`` as soon as it
+is known, so an interrupted run loses nothing: a re-run trusts the journal for every source
+whose size and modification time are unchanged and whose output exists (writes are atomic,
+so an output that exists is complete), and only works on the rest.
+
+Decisions (kept, or the reason dropped) are made in the parent process, in sorted path order,
+from those facts: that keeps duplicate detection deterministic (the first path in sorted order
+keeps the photo) whatever order the workers finish in. SRC is only ever read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from chromalab.data.explore import map_in_order
+from chromalab.data.folder import list_images
+from chromalab.data.images import (
+    BadImageError,
+    is_monochrome,
+    open_rgb,
+    read_size,
+    resize_center_crop,
+    save_image_atomic,
+)
+from chromalab.data.shards import ShardItem, file_mode, shard_key, shard_pattern, write_shards
+from chromalab.errors import ChromalabError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"jpg": ".jpg", "png": ".png"}
+CROPS = ("center", "none")
+REASONS = ("kept", "unreadable", "too-small", "grayscale", "duplicate", "write-error")
+SETTINGS_FILE = "prepare.json"
+JOURNAL_FILE = "prepare-journal.jsonl"
+MANIFEST_FILE = "manifest.csv"
+SUMMARY_FILE = "summary.json"
+SHARDS_FOLDER = "shards"
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    size: int = 256  # shorter side of the outputs
+    crop: str = "center"  # center: size x size squares; none: keep the aspect ratio
+    min_size: int = 64  # drop photos whose shorter side is smaller
+    drop_gray: bool = False
+    dedupe: bool = False
+    format: str = "jpg"
+    shards: int | None = None  # photos per tar shard; None: no shards
+    seed: int = 0  # shard packing order
+
+    def validate(self) -> None:
+        if self.size < 8:
+            raise ChromalabError(f"--size {self.size}: must be at least 8")
+        if self.min_size < 1:
+            raise ChromalabError(f"--min-size {self.min_size}: must be at least 1")
+        if self.crop not in CROPS:
+            raise ChromalabError(f"--crop {self.crop}: choose {' or '.join(CROPS)}")
+        if self.format not in FORMATS:
+            raise ChromalabError(f"--format {self.format}: choose {' or '.join(FORMATS)}")
+        if self.shards is not None and self.shards < 1:
+            raise ChromalabError(f"--shards {self.shards}: give the number of photos per shard (>= 1)")
+
+    def output_settings(self) -> dict[str, Any]:
+        """The options that change what an output file contains: a re-run must match them."""
+        return {"size": self.size, "crop": self.crop, "format": self.format}
+
+
+@dataclass
+class SourceFacts:
+    """What one source file is, whatever the options (the journal's unit)."""
+
+    source: str  # path relative to SRC, posix
+    signature: str  # size:mtime_ns when examined
+    width: int = 0  # stored size, EXIF orientation applied
+    height: int = 0
+    monochrome: bool = False
+    digest: str = ""  # hash of the decoded pixels
+    error: str = ""  # why it could not be read (or written)
+    write_error: str = ""
+
+
+@dataclass
+class PrepareSummary:
+    counts: Counter = field(default_factory=Counter)  # status -> photos
+    written: int = 0  # outputs written by this run
+    reused: int = 0  # outputs already complete from an earlier run
+    removed: int = 0  # stale outputs deleted (dropped now, e.g. a duplicate)
+    problems: list[dict[str, str]] = field(default_factory=list)  # unreadable / unwritable files
+    shards: list[str] = field(default_factory=list)
+    shard_pattern: str = ""  # for --data
+    seconds: float = 0.0
+
+    def to_dict(self, src: Path, dst: Path, options: PrepareOptions) -> dict[str, Any]:
+        return {
+            "source": str(src), "destination": str(dst), "options": asdict(options),
+            "total": sum(self.counts.values()),
+            "counts": {reason: self.counts.get(reason, 0) for reason in REASONS},
+            "written": self.written, "reused": self.reused, "removed": self.removed,
+            "shards": self.shards, "shard_pattern": self.shard_pattern,
+            "seconds": round(self.seconds, 3), "problems": self.problems,
+        }
+
+
+# --- Paths --------------------------------------------------------------------------------
+
+
+def check_folders(src: Path, dst: Path) -> tuple[Path, Path]:
+    """Resolved (SRC, DST); refuses any overlap, so SRC can never be written to."""
+    if not src.is_dir():
+        raise ChromalabError(f"{src}: no such folder")
+    src, dst = src.resolve(), dst.resolve()
+    if dst == src or src in dst.parents:
+        raise ChromalabError(f"{dst}: the output folder must be outside the source folder {src}")
+    if dst in src.parents:
+        raise ChromalabError(f"{dst}: the output folder must not contain the source folder {src}")
+    return src, dst
+
+
+def plan_outputs(sources: Sequence[str], extension: str) -> dict[str, str]:
+    """Source relative path -> output relative path: the same tree, the new extension.
+
+    Two sources that would land on one name (``x.png`` and ``x.jpg``, or ``X.JPG`` beside
+    ``x.jpg`` on a case-insensitive disk) are kept apart: the later one in sorted order gets
+    its old extension in the name (``x-png.jpg``).
+    """
+    taken: set[str] = set()
+    plan: dict[str, str] = {}
+    for source in sorted(sources):
+        path = PurePosixPath(source)
+        stem = str(path.with_suffix(""))
+        candidate = f"{stem}{extension}"
+        counter = 1
+        while candidate.lower() in taken:
+            tag = path.suffix.lstrip(".").lower() or "file"
+            candidate = f"{stem}-{tag}{extension}" if counter == 1 else f"{stem}-{tag}-{counter}{extension}"
+            counter += 1
+        taken.add(candidate.lower())
+        plan[source] = candidate
+    return plan
+
+
+def file_signature(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+# --- Per-source work (worker processes) ----------------------------------------------------
+
+
+def pixel_digest(image: Image.Image) -> str:
+    """Hash of decoded pixels and size: the same photo saved twice under two names matches.
+
+    The image is decoded with the JPEG draft at the output size, which is deterministic for
+    a given file content, so byte-identical JPEGs and any two losslessly stored copies of the
+    same pixels (PNG, BMP, TIFF...) hash alike, even with different metadata.
+    """
+    array = np.asarray(image, dtype=np.uint8)
+    digest = hashlib.blake2b(f"{array.shape}".encode(), digest_size=16)
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def resize_for_output(image: Image.Image, size: int, crop: str) -> Image.Image:
+    if crop == "center":
+        return resize_center_crop(image, size)
+    width, height = image.size
+    scale = size / min(width, height)
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
+def is_candidate(facts: SourceFacts, options: PrepareOptions) -> bool:
+    """Would this source be kept, duplicates aside?"""
+    return (not facts.error and min(facts.width, facts.height) >= options.min_size
+            and not (options.drop_gray and facts.monochrome))
+
+
+def examine_source(src: str, relative: str, output: str | None, options: PrepareOptions) -> SourceFacts:
+    """Measure one source and, when it is a candidate and ``output`` is given, write it."""
+    path = Path(src) / relative
+    facts = SourceFacts(relative, file_signature(path))
+    try:
+        # The draft only skips detail below the output size: JPEGs decode several times faster.
+        image = open_rgb(path, draft_size=options.size)
+        facts.width, facts.height = read_size(path)  # the stored size, not the draft's
+    except BadImageError as error:
+        facts.error = error.reason
+        return facts
+    facts.monochrome = is_monochrome(image)
+    facts.digest = pixel_digest(image)
+    if output is not None and is_candidate(facts, options):
+        try:
+            save_image_atomic(resize_for_output(image, options.size, options.crop), Path(output), overwrite=True)
+            os.chmod(output, file_mode())  # a training set is often read by other users
+        except BadImageError as error:
+            facts.write_error = error.reason
+    return facts
+
+
+def _examine_task(task: tuple[str, str, str | None, PrepareOptions]) -> SourceFacts:
+    return examine_source(*task)
+
+
+# --- The journal ---------------------------------------------------------------------------
+
+
+def load_journal(dst: Path) -> dict[str, SourceFacts]:
+    """Facts from earlier runs (the last line per source wins; a torn last line is ignored)."""
+    path = dst / JOURNAL_FILE
+    facts: dict[str, SourceFacts] = {}
+    if not path.is_file():
+        return facts
+    with open(path) as handle:
+        for line in handle:
+            try:
+                record = SourceFacts(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            facts[record.source] = record
+    return facts
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=".chromalab-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", newline="") as out:
+            out.write(text)
+        os.chmod(temporary, file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def check_settings(dst: Path, options: PrepareOptions) -> None:
+    """A DST prepared with another size, crop or format cannot be resumed: say so."""
+    path = dst / SETTINGS_FILE
+    if path.is_file():
+        try:
+            earlier = json.loads(path.read_text()).get("output", {})
+        except ValueError:
+            earlier = {}
+        if earlier and earlier != options.output_settings():
+            described = ", ".join(f"{k} {v}" for k, v in earlier.items())
+            raise ChromalabError(f"{dst} was prepared with {described}; use another output folder "
+                                 "(or the same options to resume)")
+    _write_text_atomic(path, json.dumps({"output": options.output_settings(), "options": asdict(options)}, indent=1))
+
+
+# --- The run -------------------------------------------------------------------------------
+
+
+def _decide(facts: SourceFacts, options: PrepareOptions, owners: dict[str, str]) -> tuple[str, str]:
+    """(status, detail) for one source, in sorted order (``owners``: digest -> first source)."""
+    if facts.error:
+        return ("too-small" if facts.error.startswith("too small") else "unreadable"), facts.error
+    if min(facts.width, facts.height) < options.min_size:
+        return "too-small", f"{facts.width}x{facts.height}, shorter side under {options.min_size}"
+    if options.drop_gray and facts.monochrome:
+        return "grayscale", ""
+    if options.dedupe:
+        owner = owners.setdefault(facts.digest, facts.source)
+        if owner != facts.source:
+            return "duplicate", f"same pixels as {owner}"
+    if facts.write_error:
+        return "write-error", facts.write_error
+    return "kept", ""
+
+
+def prepare(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    options: PrepareOptions = PrepareOptions(),
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prepare SRC into DST (see the module docstring); returns the summary (also saved)."""
+    options.validate()
+    src, dst = check_folders(Path(src), Path(dst))
+    start = time.perf_counter()
+    sources = [p.relative_to(src).as_posix() for p in list_images(src)]
+    if not sources:
+        raise ChromalabError(f"{src}: no photos found")
+    dst.mkdir(parents=True, exist_ok=True)
+    check_settings(dst, options)
+    outputs = plan_outputs(sources, FORMATS[options.format])
+    journal = load_journal(dst)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+
+    # Which sources need a worker: unknown or changed ones, and candidates whose output is
+    # missing. Known duplicates of known photos are not rewritten just to be deleted again.
+    known: dict[str, SourceFacts] = {}
+    todo: set[str] = set()
+    provisional: dict[str, str] = {}
+    for source in sources:
+        facts = journal.get(source)
+        if facts is None or facts.signature != file_signature(src / source):
+            todo.add(source)
+            continue
+        known[source] = facts
+        status, _ = _decide(facts, options, provisional)
+        if status == "kept" and not (dst / outputs[source]).is_file():
+            todo.add(source)
+
+    def tasks() -> Iterator[tuple[str, str, str | None, PrepareOptions]]:
+        for source in sources:
+            if source in todo:
+                yield str(src), source, str(dst / outputs[source]), options
+
+    summary = PrepareSummary()
+    owners: dict[str, str] = {}
+    rows: list[tuple[str, str, int, int, str, str]] = []
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    results = map_in_order(_examine_task, tasks(), workers)
+    try:
+        with Progress(*columns, disable=not progress) as bar, open(dst / JOURNAL_FILE, "a") as journal_file:
+            task = bar.add_task("Preparing photos", total=len(sources))
+            for source in sources:
+                fresh = source in todo
+                facts = next(results) if fresh else known[source]
+                if fresh:  # recorded at once: an interrupted run keeps what it learnt
+                    journal_file.write(json.dumps(asdict(facts)) + "\n")
+                    journal_file.flush()
+                status, detail = _decide(facts, options, owners)
+                output = dst / outputs[source]
+                if status == "kept":
+                    summary.written += fresh
+                    summary.reused += not fresh
+                elif output.is_file():
+                    output.unlink()  # ours: written now as a duplicate, or by an earlier run
+                    summary.removed += 1
+                if status in ("unreadable", "write-error"):
+                    summary.problems.append({"path": source, "status": status, "reason": detail})
+                    log.warning("%s: %s", src / source, detail)
+                summary.counts[status] += 1
+                rows.append((source, outputs[source] if status == "kept" else "", facts.width, facts.height,
+                             status, detail))
+                bar.advance(task)
+    finally:
+        results.close()  # on an interruption: cancel the queued work
+
+    # The journal, compacted to the current sources; then the manifest and the summary.
+    current = {**known, **load_journal(dst)}
+    lines = (json.dumps(asdict(current[s])) + "\n" for s in sources if s in current)
+    _write_text_atomic(dst / JOURNAL_FILE, "".join(lines))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("source", "output", "width", "height", "status", "detail"))
+    writer.writerows(rows)
+    _write_text_atomic(dst / MANIFEST_FILE, buffer.getvalue())
+
+    if options.shards:
+        items = [
+            ShardItem(shard_key(output), dst / output,
+                      {"source": source, "source_width": width, "source_height": height})
+            for source, output, width, height, status, _ in rows if status == "kept"
+        ]
+        shards = write_shards(items, dst / SHARDS_FOLDER, options.shards, options.seed, progress)
+        summary.shards = [str(p.relative_to(dst)) for p in sorted(shards)]
+        summary.shard_pattern = shard_pattern(dst / SHARDS_FOLDER, len(shards)) if shards else ""
+    summary.seconds = time.perf_counter() - start
+    result = summary.to_dict(src, dst, options)
+    _write_text_atomic(dst / SUMMARY_FILE, json.dumps(result, indent=1))
+    return result

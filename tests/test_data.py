@@ -1,0 +1,173 @@
+"""Photo folders: formats, modes, EXIF, gray and broken files, the stable split, the cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from chromalab.data.augment import augment, training_augmentation
+from chromalab.data.dataset import PhotoDataset
+from chromalab.data.datamodule import PhotoDataModule
+from chromalab.data.folder import in_validation_split, index_folder, list_images
+from chromalab.data.images import BadImageError, is_grayscale, open_rgb, resize_center_crop
+from tests.conftest import synthetic_photo
+
+
+def test_lists_every_supported_format_recursively(tmp_path: Path) -> None:
+    photo = synthetic_photo(0)
+    for i, ext in enumerate(["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp"]):
+        folder = tmp_path / f"level{i % 3}" / "deeper"
+        folder.mkdir(parents=True, exist_ok=True)
+        photo.save(folder / f"p{i}.{ext}")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    (tmp_path / ".hidden.jpg").write_bytes(b"")
+    found = list_images(tmp_path)
+    assert len(found) == 7
+    for path in found:
+        assert open_rgb(path).size == photo.size
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    photo = synthetic_photo(1, width=40, height=24)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    photo.save(tmp_path / "rotated.jpg", exif=exif)
+    assert open_rgb(tmp_path / "rotated.jpg").size == (24, 40)
+
+
+def test_palette_rgba_cmyk_la_and_16_bit_become_8_bit_rgb(tmp_path: Path) -> None:
+    photo = synthetic_photo(2)
+    photo.quantize(16).save(tmp_path / "palette.png")
+    palette = open_rgb(tmp_path / "palette.png")
+    assert palette.mode == "RGB"
+    assert np.abs(np.asarray(palette, int) - np.asarray(photo.quantize(16).convert("RGB"), int)).max() == 0
+
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(0)  # fully transparent: composited on white
+    rgba.save(tmp_path / "rgba.png")
+    assert np.asarray(open_rgb(tmp_path / "rgba.png")).min() == 255
+
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    cmyk = open_rgb(tmp_path / "cmyk.jpg")
+    assert cmyk.mode == "RGB" and np.abs(np.asarray(cmyk, int) - np.asarray(photo, int)).mean() < 12
+
+    Image.new("LA", (16, 16), (100, 255)).save(tmp_path / "la.png")
+    assert np.asarray(open_rgb(tmp_path / "la.png")).tolist()[0][0] == [100, 100, 100]
+
+    ramp = np.linspace(0, 65535, 256).round().astype(np.uint16).reshape(16, 16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    deep = np.asarray(open_rgb(tmp_path / "deep.png"))
+    assert deep.dtype == np.uint8 and deep[..., 0].max() == 255 and deep[0, 0, 0] == 0
+    # 16-bit values are scaled by the type's range (65535 -> 255), not clipped.
+    np.testing.assert_allclose(deep[..., 0], np.round(ramp / 65535 * 255), atol=1)
+
+
+def test_grayscale_detection() -> None:
+    color = synthetic_photo(3)
+    gray = color.convert("L").convert("RGB")
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.asarray(gray, float) + rng.normal(0, 1.0, (40, 48, 3)), 0, 255).astype(np.uint8)
+    assert not is_grayscale(color)
+    assert is_grayscale(gray)
+    assert is_grayscale(Image.fromarray(noisy))  # JPEG-like chroma noise is still gray
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.jpg", b"", "empty file"),
+        ("text.png", b"this is not an image", "not an image"),
+    ],
+)
+def test_bad_files_raise_one_line_errors(tmp_path: Path, name: str, content: bytes, reason: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(BadImageError, match=reason) as info:
+        open_rgb(tmp_path / name)
+    assert "\n" not in str(info.value) and name in str(info.value)
+
+
+def test_truncated_tiny_and_missing(tmp_path: Path) -> None:
+    synthetic_photo(4, 64, 64).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadImageError, match="truncated|corrupt"):
+        open_rgb(tmp_path / "cut.jpg")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    with pytest.raises(BadImageError, match="too small"):
+        open_rgb(tmp_path / "dot.png")
+    with pytest.raises(BadImageError, match="no such file"):
+        open_rgb(tmp_path / "missing.png")
+
+
+def test_index_skips_gray_and_broken_and_reports_them(tmp_path: Path) -> None:
+    for i in range(5):
+        synthetic_photo(i).save(tmp_path / f"color{i}.png")
+    synthetic_photo(9).convert("L").save(tmp_path / "gray.png")
+    synthetic_photo(8).convert("L").convert("RGB").save(tmp_path / "gray-rgb.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    index = index_folder(tmp_path, workers=1, progress=False)
+    assert len(index.files) == 5
+    assert sorted(p.name for p in index.grayscale) == ["gray-rgb.jpg", "gray.png"]
+    assert [p.name for p in index.unreadable] == ["broken.jpg"]
+    assert "5 color photos" in index.summary() and "2 grayscale" in index.summary()
+    # The second pass reuses the cached verdicts, even for the broken file.
+    again = index_folder(tmp_path, workers=1, progress=False)
+    assert again.files == index.files and again.unreadable == index.unreadable
+
+
+def test_split_is_stable_when_files_are_added() -> None:
+    names = [f"class{i % 7}/img{i}.jpg" for i in range(2000)]
+    before = {n for n in names if in_validation_split(n, 0.1, seed=0)}
+    more = names + [f"new/img{i}.jpg" for i in range(500)]
+    after = {n for n in more if in_validation_split(n, 0.1, seed=0)}
+    assert before == {n for n in after if not n.startswith("new/")}
+    assert 0.08 < len(before) / len(names) < 0.12
+    assert before != {n for n in names if in_validation_split(n, 0.1, seed=1)}
+
+
+def test_dataset_items_and_decoded_cache(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    paths = []
+    for i in range(3):
+        synthetic_photo(i, 60, 40).save(folder / f"{i}.png")
+        paths.append(folder / f"{i}.png")
+    dataset = PhotoDataset(paths, size=32, cache=True)
+    first = [dataset[i] for i in range(3)]
+    assert first[0].shape == (3, 32, 32) and first[0].dtype == torch.uint8
+    expected = np.array(resize_center_crop(open_rgb(paths[1]), 32))
+    assert torch.equal(first[1], torch.from_numpy(expected).permute(2, 0, 1))
+    # Later epochs (and a new dataset object, as in a new run) decode nothing: delete the sources.
+    shutil.rmtree(folder)
+    reopened = PhotoDataset(paths, size=32, cache=True)
+    assert all(torch.equal(reopened[i], first[i]) for i in range(3))
+
+
+def test_dataset_replaces_a_file_that_broke_after_indexing(tmp_path: Path) -> None:
+    paths = []
+    for i in range(2):
+        synthetic_photo(i).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    paths[0].write_bytes(b"broken now")
+    dataset = PhotoDataset(paths, size=16)
+    assert torch.equal(dataset[0], dataset[1])
+
+
+def test_batch_augmentation_keeps_size_and_range() -> None:
+    batch = torch.rand(4, 3, 32, 32)
+    out = augment(batch, training_augmentation(32))
+    assert out.shape == batch.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, batch)
+
+
+def test_datamodule_splits_and_batches(photo_dir: Path) -> None:
+    module = PhotoDataModule(photo_dir, size=24, batch_size=4, val_fraction=0.25, workers=0)
+    module.setup()
+    assert len(module.train_set) + len(module.val_set) == 12
+    batch = next(iter(module.train_dataloader()))
+    assert batch.shape == (4, 3, 24, 24) and batch.dtype == torch.uint8

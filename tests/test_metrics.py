@@ -1,0 +1,152 @@
+"""Metrics against independent references: scikit-image, closed forms, hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from skimage.color import deltaE_ciede2000, rgb2lab
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from chromalab.evaluation import metrics as M
+from chromalab.evaluation.fid import FeatureStatistics, fid_from_statistics, frechet_distance
+from chromalab.evaluation.lpips import stlpips_available
+from tests.conftest import synthetic_photo
+
+
+def _pair(seed: int, height: int = 40, width: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic photo and a noisy, shifted-color version of it (HxWx3 uint8)."""
+    rng = np.random.default_rng(seed)
+    truth = np.asarray(synthetic_photo(seed, width, height))
+    noisy = truth.astype(int) + rng.integers(-30, 31, truth.shape) + rng.integers(-10, 11, 3)
+    return truth, np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def _batch(*arrays: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def test_psnr_matches_scikit_image() -> None:
+    pairs = [_pair(seed) for seed in range(3)]
+    ours = M.psnr(_batch(*(p[1] for p in pairs)), _batch(*(p[0] for p in pairs)))
+    reference = [peak_signal_noise_ratio(t, o, data_range=255) for t, o in pairs]
+    np.testing.assert_allclose(ours.numpy(), reference, rtol=1e-10)
+
+
+def test_psnr_of_identical_images_is_capped_not_infinite() -> None:
+    truth, _ = _pair(0)
+    assert M.psnr(_batch(truth), _batch(truth)).item() == M.PSNR_CAP_DB
+
+
+@pytest.mark.parametrize("shape", [(40, 48), (33, 21)])
+def test_rgb_ssim_matches_scikit_image(shape: tuple[int, int]) -> None:
+    pairs = [_pair(seed, *shape) for seed in (4, 5)]
+    ours = M.ssim(_batch(*(p[1] for p in pairs)), _batch(*(p[0] for p in pairs)), data_range=255.0)
+    reference = [structural_similarity(t, o, channel_axis=2, data_range=255) for t, o in pairs]
+    np.testing.assert_allclose(ours.numpy(), reference, atol=1e-9)
+
+
+def test_float_ssim_on_ab_channels_matches_scikit_image() -> None:
+    truth, noisy = _pair(6)
+    lab_t, lab_o = rgb2lab(truth), rgb2lab(noisy)
+    reference = structural_similarity(lab_t[..., 1:], lab_o[..., 1:], channel_axis=2, data_range=M.AB_DATA_RANGE)
+    ours = M.ssim(torch.from_numpy(lab_o[..., 1:]).permute(2, 0, 1)[None],
+                  torch.from_numpy(lab_t[..., 1:]).permute(2, 0, 1)[None], data_range=M.AB_DATA_RANGE)
+    assert ours.item() == pytest.approx(reference, abs=1e-9)
+
+
+def test_ciede2000_matches_scikit_image_including_neutral_and_hue_wrap() -> None:
+    rng = np.random.default_rng(7)
+    lab1 = np.stack([rng.uniform(0, 100, 500), rng.uniform(-100, 100, 500), rng.uniform(-100, 100, 500)], -1)
+    lab2 = lab1 + rng.normal(0, 15, lab1.shape)
+    # Edge cases: neutral colors (chroma 0) and hue angles on both sides of 0 / 2π.
+    lab1[:4] = [[50, 0, 0], [50, 0, 0], [60, 10, -0.5], [40, -30, 1]]
+    lab2[:4] = [[55, 0, 0], [50, 20, 20], [60, 10, 0.5], [40, -30, -1]]
+    reference = deltaE_ciede2000(lab1, lab2)
+    to_tensor = lambda a: torch.from_numpy(a.T.reshape(1, 3, 1, -1))  # noqa: E731
+    ours = M.ciede2000(to_tensor(lab1), to_tensor(lab2)).flatten().numpy()
+    np.testing.assert_allclose(ours, reference, atol=1e-9)
+
+
+def test_photo_lab_and_mean_delta_e_agree_with_scikit_image_pipeline() -> None:
+    truth, noisy = _pair(8)
+    ours = M.ciede2000(M.lab_of(_batch(truth)), M.lab_of(_batch(noisy))).mean().item()
+    reference = deltaE_ciede2000(rgb2lab(truth), rgb2lab(noisy)).mean()
+    assert ours == pytest.approx(reference, abs=1e-3)
+
+
+def test_colorfulness_of_gray_is_zero_and_half_red_half_black_is_hand_checkable() -> None:
+    gray = np.repeat(np.asarray(synthetic_photo(1).convert("L"))[..., None], 3, axis=2)
+    assert M.colorfulness(_batch(gray)).item() == 0.0
+    # Half (255, 0, 0), half black: rg is 255 or 0 (mean 127.5, std 127.5); yb is 127.5 or 0
+    # (mean 63.75, std 63.75). M = (1 + 0.3) * sqrt(127.5² + 63.75²) ≈ 185.31.
+    image = np.zeros((10, 20, 3), dtype=np.uint8)
+    image[:, :10, 0] = 255
+    expected = 1.3 * math.sqrt(127.5**2 + 63.75**2)
+    assert M.colorfulness(_batch(image)).item() == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(185.31, abs=0.01)
+
+
+def test_directions_and_objective() -> None:
+    assert M.METRICS["fid"] == "lower" and M.METRICS["psnr"] == "higher"
+    assert M.objective("psnr", 30.0) < M.objective("psnr", 20.0)
+    assert M.objective("delta_colorfulness", -3.0) < M.objective("delta_colorfulness", 5.0)
+    assert M.best_index("ciede2000", [12.0, 9.5, math.nan]) == 1
+    assert M.best_index("delta_colorfulness", [-20.0, 4.0, -6.0]) == 1
+    assert M.best_index("colorfulness_truth", [40.0, 40.0]) is None
+
+
+# --- FID -----------------------------------------------------------------------------------
+
+
+def test_frechet_distance_matches_closed_form_for_diagonal_gaussians() -> None:
+    rng = np.random.default_rng(9)
+    mu1, mu2 = rng.normal(size=16), rng.normal(size=16)
+    var1, var2 = rng.uniform(0.5, 2, 16), rng.uniform(0.5, 2, 16)
+    # Commuting covariances: Tr(S1 + S2 - 2 sqrt(S1 S2)) = sum (sqrt(v1) - sqrt(v2))².
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
+    assert frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(mu1, np.diag(var1), mu1, np.diag(var1)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_streamed_statistics_equal_numpy_mean_and_cov() -> None:
+    features = np.random.default_rng(10).normal(size=(101, 8)) * [1, 2, 3, 4, 5, 6, 7, 8]
+    stats = FeatureStatistics(dim=8)
+    for start in range(0, 101, 16):  # batches, as the evaluation loop feeds them
+        stats.update(torch.from_numpy(features[start : start + 16]))
+    np.testing.assert_allclose(stats.mean(), features.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.covariance(), np.cov(features, rowvar=False), rtol=1e-9, atol=1e-12)
+
+
+def test_sampled_gaussians_give_fid_close_to_the_true_distance() -> None:
+    rng = np.random.default_rng(11)
+    a, b = FeatureStatistics(dim=4), FeatureStatistics(dim=4)
+    a.update(rng.normal(0.0, 1.0, size=(20000, 4)))
+    b.update(rng.normal(1.0, 2.0, size=(20000, 4)))
+    # True value: 4 * 1² + 4 * (1 - 2)² = 8.
+    assert fid_from_statistics(a, b) == pytest.approx(8.0, rel=0.03)
+    assert math.isnan(fid_from_statistics(FeatureStatistics(dim=4), b))
+
+
+# --- ST-LPIPS ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not stlpips_available(), reason="stlpips-pytorch is not installed")
+def test_lpips_scorer_equals_the_packages_forward_and_leaves_no_stand_ins() -> None:
+    from chromalab.evaluation.lpips import LpipsScorer
+
+    scorer = LpipsScorer(chunk=2)
+    for name in ("torchvision", "IPython", "torchsummary"):
+        module = sys.modules.get(name)
+        assert module is None or "chromalab stand-in" not in (module.__doc__ or "")
+    pairs = [_pair(seed, 32, 32) for seed in (12, 13, 14)]
+    truth, output = _batch(*(p[0] for p in pairs)), _batch(*(p[1] for p in pairs))
+    ours = scorer.distances(truth, {"model": output})["model"]
+    with torch.inference_mode():
+        reference = scorer.metric(output.float() / 127.5 - 1, truth.float() / 127.5 - 1).flatten()
+    np.testing.assert_allclose(ours.numpy(), reference.double().numpy(), rtol=1e-5)
+    assert (ours > 0).all()
+    assert scorer.distances(truth, {"same": truth})["same"].abs().max().item() < 1e-6
