@@ -5,7 +5,10 @@
 Each run analyses the collection (or a seeded sample of --limit photos) without plots and
 prints the throughput; the last column extrapolates linearly to 1,000,000 photos, which holds
 because the work per photo is bounded (photos are analysed at 256 px) and memory is constant.
-The load average is printed too: on a shared machine it explains most of the variance.
+The load average is printed too: on a shared machine it explains most of the variance. For
+one worker (analysis in this process) the CPU time per photo is printed as well: it does not
+depend on what else the machine is doing, and 1000 / (CPU ms per photo) is what one free core
+would do.
 """
 
 from __future__ import annotations
@@ -27,16 +30,19 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.1f}")
-    print(f"{'workers':>7} {'photos':>7} {'seconds':>8} {'photos/s':>9} {'1M photos':>10}")
+    print(f"{'workers':>7} {'photos':>7} {'seconds':>8} {'photos/s':>9} {'1M photos':>10} {'CPU ms/photo':>13}")
     for workers in (int(w) for w in args.workers.split(",")):
         with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = explore_collection(args.data, out, workers=workers, limit=args.limit, size=args.size,
                                         progress=False, plots=False)
             seconds = time.perf_counter() - start  # includes listing the folder and the tables
+            cpu = time.process_time() - cpu
         count = result.stats.photos + result.stats.unreadable
         rate = count / seconds
-        print(f"{workers:>7} {count:>7} {seconds:>8.1f} {rate:>9.1f} {1e6 / rate / 3600:>9.1f}h", flush=True)
+        cpu_column = f"{1000 * cpu / count:>13.1f}" if workers == 1 else f"{'-':>13}"
+        print(f"{workers:>7} {count:>7} {seconds:>8.1f} {rate:>9.1f} {1e6 / rate / 3600:>9.1f}h {cpu_column}",
+              flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -13,7 +13,11 @@ encoded losslessly. Colorizes each clip with ``--no-temporal`` and with temporal
   changes by less than 1 (there, any change of color is flicker, not motion); measured on
   the colorized frames ("frames") and on the decoded H.264 output ("encoded", which adds
   the codec's own chroma noise);
-* frames/s of the whole pipeline (decode, network, smoothing, merge, encode).
+* ΔE00 to truth: mean CIEDE2000 of the colorized frames against the photo's real colors
+  (the clips are made from color photos), so smoothing that smears or lags colors shows up;
+* frames/s of the whole pipeline (decode, network, smoothing, merge, encode), and the CPU
+  seconds it used per frame (steadier than wall time on a busy machine); finally the CPU cost
+  of the temporal smoother alone.
 
 With ``--plot`` it also draws the per-frame flicker of the first clip, both ways, as a PNG.
 """
@@ -29,6 +33,7 @@ import av
 import numpy as np
 import torch
 from PIL import Image
+from skimage.color import deltaE_ciede2000, rgb2lab
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "dev"
@@ -36,14 +41,14 @@ DEFAULT_MODEL = ROOT / "runs" / "default-effunet"
 
 
 def camera_path(photo: Image.Image, frames: int, width: int, height: int, grain: float,
-                seed: int) -> list[np.ndarray]:
-    """Gray frames of a slow pan (a third of the photo) with a 1.0 -> 1.25 zoom."""
+                seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(gray frames, true color frames) of a slow pan (a third of the photo), 1.0 -> 1.25 zoom."""
     gray = photo.convert("L")
     aspect = width / height
     view_h = min(gray.height * 0.7, gray.width * 0.7 / aspect)
     view_w = view_h * aspect
     rng = np.random.default_rng(seed)
-    out = []
+    out, truth = [], []
     for index in range(frames):
         t = index / max(1, frames - 1)
         zoom = 1.0 + 0.25 * t
@@ -52,11 +57,28 @@ def camera_path(photo: Image.Image, frames: int, width: int, height: int, grain:
         cy = gray.height * 0.5 + 0.05 * gray.height * np.sin(np.pi * t)
         box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
         frame = np.asarray(gray.resize((width, height), Image.Resampling.BILINEAR, box=box), np.float32)
+        truth.append(np.asarray(photo.resize((width, height), Image.Resampling.BILINEAR, box=box)))
         if grain:
             frame = frame + rng.normal(0.0, grain, size=frame.shape)
         frame = np.clip(frame, 0, 255).round().astype(np.uint8)
         out.append(np.repeat(frame[..., None], 3, axis=2))
-    return out
+    return out, truth
+
+
+class TruthError:
+    """Mean CIEDE2000 of the colorized frames against the true colors (catches ghosting)."""
+
+    def __init__(self, truth: list[np.ndarray]) -> None:
+        self.truth_lab = [rgb2lab(frame / 255.0) for frame in truth]
+        self.errors: list[float] = []
+
+    def add(self, rgb: np.ndarray) -> None:
+        reference = self.truth_lab[len(self.errors)]
+        self.errors.append(float(deltaE_ciede2000(rgb2lab(rgb / 255.0), reference).mean()))
+
+    @property
+    def value(self) -> float:
+        return float(np.mean(self.errors))
 
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
@@ -67,6 +89,20 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
         for frame in frames:
             output.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         output.mux(stream.encode(None))
+
+
+def smoother_cost(frames: list[np.ndarray], size: int) -> float:
+    """CPU milliseconds per frame of TemporalSmoother alone (two Farnebäck flows, warps, blend)."""
+    from chromalab.inference.colorizer import model_input
+    from chromalab.inference.video import TemporalSmoother
+
+    smoother = TemporalSmoother()
+    inputs = [model_input(Image.fromarray(frame), size) for frame in frames]
+    ab = torch.zeros(1, 2, size, size)
+    started = time.process_time()
+    for l_norm in inputs:
+        smoother(l_norm, ab)
+    return (time.process_time() - started) / len(inputs) * 1000.0
 
 
 def main() -> int:
@@ -100,37 +136,50 @@ def main() -> int:
     print(f"model: {args.model} ({colorizer.spec.name}, {args.size or colorizer.spec.size} px)  "
           f"clips: {len(photos)} x {args.frames} frames {args.width}x{args.height} @ {args.fps} fps, "
           f"grain {args.grain}  torch threads: {torch.get_num_threads()}")
-    print(f"{'clip':<28}{'temporal':>9}{'flicker frames':>16}{'flicker encoded':>17}{'frames/s':>10}")
-    totals: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
+    print(f"{'clip':<28}{'temporal':>9}{'flicker frames':>16}{'flicker encoded':>17}{'ΔE00 to truth':>15}"
+          f"{'frames/s':>10}{'CPU s/frame':>13}")
+    totals: dict[bool, list[tuple[float, float, float, float, float]]] = {True: [], False: []}
     curves: dict[bool, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="chromalab-flicker-") as folder:
         for number, photo_path in enumerate(photos):
             clip = Path(folder) / f"clip{number}.mp4"
             photo = open_rgb(photo_path, draft_size=2 * max(args.width, args.height))
-            write_clip(clip, camera_path(photo, args.frames, args.width, args.height, args.grain, number), args.fps)
+            gray_frames, true_frames = camera_path(photo, args.frames, args.width, args.height, args.grain, number)
+            if number == 0:
+                first_clip_gray = gray_frames
+            write_clip(clip, gray_frames, args.fps)
             for temporal in (False, True):
                 target = Path(folder) / f"clip{number}-{'on' if temporal else 'off'}.mp4"
-                produced = FlickerMeter()
-                started = time.perf_counter()
+                produced, error = FlickerMeter(), TruthError(true_frames)
+                frames: list[np.ndarray] = []
+                started, cpu_started = time.perf_counter(), time.process_time()
                 report = colorize_video(colorizer, clip, target, size=args.size, batch_size=args.batch_size,
-                                        temporal=temporal, on_frame=produced.add)
-                seconds = time.perf_counter() - started
+                                        temporal=temporal, on_frame=frames.append)
+                seconds = time.perf_counter() - started  # the measurements below are not timed
+                cpu_seconds = time.process_time() - cpu_started
+                for frame in frames:
+                    produced.add(frame)
+                    error.add(frame)
                 encoded = FlickerMeter()
                 for frame in read_frames(target):
                     encoded.add(frame)
-                row = (produced.value, encoded.value, report.frames / seconds)
+                row = (produced.value, encoded.value, error.value, report.frames / seconds,
+                       cpu_seconds / report.frames)
                 totals[temporal].append(row)
                 if number == 0:
                     curves[temporal] = produced.per_frame
                 name = str(photo_path.relative_to(args.photos))
                 print(f"{name[-27:]:<28}{'on' if temporal else 'off':>9}{row[0]:>16.3f}{row[1]:>17.3f}"
-                      f"{row[2]:>10.2f}")
+                      f"{row[2]:>15.2f}{row[3]:>10.2f}{row[4]:>13.3f}")
     for temporal in (False, True):
         means = np.mean(totals[temporal], axis=0)
-        print(f"{'mean':<28}{'on' if temporal else 'off':>9}{means[0]:>16.3f}{means[1]:>17.3f}{means[2]:>10.2f}")
+        print(f"{'mean':<28}{'on' if temporal else 'off':>9}{means[0]:>16.3f}{means[1]:>17.3f}{means[2]:>15.2f}"
+              f"{means[3]:>10.2f}{means[4]:>13.3f}")
     off, on = np.mean(totals[False], axis=0), np.mean(totals[True], axis=0)
     print(f"temporal consistency: flicker x{on[0] / off[0]:.2f} (frames), x{on[1] / off[1]:.2f} (encoded); "
-          f"speed x{on[2] / off[2]:.2f}")
+          f"ΔE00 to truth {on[2] - off[2]:+.2f}; speed x{on[3] / off[3]:.2f}")
+    print(f"smoother alone: {smoother_cost(first_clip_gray, args.size or colorizer.spec.size):.1f} ms CPU per frame "
+          f"at {args.size or colorizer.spec.size} px")
     if args.plot:
         import matplotlib
 

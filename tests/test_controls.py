@@ -163,11 +163,18 @@ def test_reference_moves_colors_toward_the_reference(colorizer: Colorizer, photo
     after = mean_ab(after_image)
     assert np.linalg.norm(after - target) < 0.5 * np.linalg.norm(before - target)
     assert np.abs(lab_of(after_image)[..., 0] - lab_of(photo)[..., 0]).mean() < 0.5
-    # Before gamut fitting the transfer is exact: the reference's own mean and covariance.
+    # Before gamut fitting the transfer is exact: the reference's own mean and covariance...
     wanted = reference_statistics(reference)
-    stats = AbStatistics.of(match_reference(random_ab(2), wanted)[1])
+    spread = torch.randn(1, 2, 16, 16, generator=torch.Generator().manual_seed(2)) * 0.1
+    stats = AbStatistics.of(match_reference(spread, wanted)[0])
     assert np.allclose(stats.mean.numpy() * 110, target, atol=0.5)
     assert torch.allclose(stats.covariance, wanted.covariance, rtol=0.03, atol=(0.5 / 110) ** 2)
+    # ...except that a nearly gray output's spread is stretched at most 3x (no false rainbows).
+    nearly_gray = spread * 0.01
+    stats = AbStatistics.of(match_reference(nearly_gray, wanted)[0])
+    assert np.allclose(stats.mean.numpy() * 110, target, atol=0.5)
+    ratio = torch.linalg.eigvalsh(stats.covariance).max() / torch.linalg.eigvalsh(AbStatistics.of(nearly_gray[0]).covariance).max()
+    assert float(ratio) <= 3.0**2 * 1.01
 
 
 def test_out_of_gamut_colors_lose_chroma_not_lightness_or_hue() -> None:

@@ -43,7 +43,7 @@ def test_psnr_of_identical_images_is_capped_not_infinite() -> None:
 
 @pytest.mark.parametrize("shape", [(40, 48), (33, 21)])
 def test_rgb_ssim_matches_scikit_image(shape: tuple[int, int]) -> None:
-    pairs = [_pair(seed, *shape) for seed in (4, 5)]
+    pairs = [_pair(seed, *shape) for seed in range(4, 10)]  # more than one SSIM_CHUNK
     ours = M.ssim(_batch(*(p[1] for p in pairs)), _batch(*(p[0] for p in pairs)), data_range=255.0)
     reference = [structural_similarity(t, o, channel_axis=2, data_range=255) for t, o in pairs]
     np.testing.assert_allclose(ours.numpy(), reference, atol=1e-9)
@@ -78,16 +78,26 @@ def test_photo_lab_and_mean_delta_e_agree_with_scikit_image_pipeline() -> None:
     assert ours == pytest.approx(reference, abs=1e-3)
 
 
-def test_colorfulness_of_gray_is_zero_and_half_red_half_black_is_hand_checkable() -> None:
+def test_colorfulness_of_gray_is_zero_and_known_images_are_hand_checkable() -> None:
     gray = np.repeat(np.asarray(synthetic_photo(1).convert("L"))[..., None], 3, axis=2)
     assert M.colorfulness(_batch(gray)).item() == 0.0
+    assert M.colorfulness(_batch(gray), signed=True).item() == 0.0
     # Half (255, 0, 0), half black: rg is 255 or 0 (mean 127.5, std 127.5); yb is 127.5 or 0
-    # (mean 63.75, std 63.75). M = (1 + 0.3) * sqrt(127.5² + 63.75²) ≈ 185.31.
-    image = np.zeros((10, 20, 3), dtype=np.uint8)
-    image[:, :10, 0] = 255
+    # (mean 63.75, std 63.75). M = (1 + 0.3) * sqrt(127.5² + 63.75²) ≈ 185.31, either way.
+    red_black = np.zeros((10, 20, 3), dtype=np.uint8)
+    red_black[:, :10, 0] = 255
     expected = 1.3 * math.sqrt(127.5**2 + 63.75**2)
-    assert M.colorfulness(_batch(image)).item() == pytest.approx(expected, rel=1e-12)
     assert expected == pytest.approx(185.31, abs=0.01)
+    assert M.colorfulness(_batch(red_black)).item() == pytest.approx(expected, rel=1e-12)
+    assert M.colorfulness(_batch(red_black), signed=True).item() == pytest.approx(expected, rel=1e-12)
+    # Half red, half green: R - G is +255 / -255 and yb is 127.5 everywhere.
+    # |.| variant: rg = 255 everywhere, no spread: M = 0.3 * sqrt(255² + 127.5²) ≈ 85.53.
+    # Signed (the paper's): σrg = 255, μrg = 0, μyb = 127.5: M = 255 + 0.3 * 127.5 = 293.25.
+    red_green = np.zeros((10, 20, 3), dtype=np.uint8)
+    red_green[:, :10, 0] = 255
+    red_green[:, 10:, 1] = 255
+    assert M.colorfulness(_batch(red_green)).item() == pytest.approx(0.3 * math.hypot(255, 127.5), rel=1e-12)
+    assert M.colorfulness(_batch(red_green), signed=True).item() == pytest.approx(293.25, rel=1e-12)
 
 
 def test_directions_and_objective() -> None:

@@ -170,6 +170,13 @@ def test_resume_follows_changed_filters(source: Path, tmp_path: Path) -> None:
     summary = prepare(source, dst, OPTIONS, workers=1, progress=False)
     assert not (dst / "gray.jpg").exists() and not (dst / "b" / "copy-of-1.jpg").exists()
     assert summary["removed"] == 3 and summary["written"] == 0
+    # The original of two duplicates changes: the first copy now keeps the photo.
+    synthetic_photo(31, 48, 40).save(source / "a" / "photo1.png")
+    summary = prepare(source, dst, OPTIONS, workers=1, progress=False)
+    manifest = read_manifest(dst)
+    assert manifest["b/copy-of-1.png"]["status"] == "kept" and (dst / "b" / "copy-of-1.jpg").is_file()
+    assert manifest["b/resaved-1.png"]["detail"] == "same pixels as b/copy-of-1.png"
+    assert summary["written"] == 2  # the changed original and the promoted copy
     with pytest.raises(ChromalabError, match="prepared with size 32"):
         prepare(source, dst, PrepareOptions(size=48, min_size=16), workers=1, progress=False)
 

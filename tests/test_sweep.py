@@ -213,8 +213,12 @@ def test_interrupted_grid_sweep_resumes_with_only_the_missing_point(
 
 
 # --- pruning --------------------------------------------------------------------------------
-def fake_trainer(loss: float, sanity: bool = False) -> types.SimpleNamespace:
-    return types.SimpleNamespace(sanity_checking=sanity, callback_metrics={"val/loss": torch.tensor(loss)})
+def fake_trainer(loss: float, sanity: bool = False, last: bool = False) -> types.SimpleNamespace:
+    """What the callback reads of a Lightning Trainer; ``last``: no training step is left."""
+    return types.SimpleNamespace(
+        sanity_checking=sanity, callback_metrics={"val/loss": torch.tensor(loss)},
+        global_step=10 if last else 5, estimated_stepping_batches=10,
+    )
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
@@ -236,6 +240,10 @@ def test_pruning_callback_stops_a_trial_worse_than_the_median(direction: str) ->
     bad = study.ask()
     with pytest.raises(optuna.TrialPruned, match="validation round 0"):
         ReportToPruner(bad, sign=sign).on_validation_end(fake_trainer(0.9), None)
+    # At the run's last validation the training is paid for: report, but let it finish.
+    finished = study.ask()
+    ReportToPruner(finished, sign=sign).on_validation_end(fake_trainer(0.9, last=True), None)
+    assert study._storage.get_trial(finished._trial_id).intermediate_values == {0: pytest.approx(sign * 0.9)}
     diverged = study.ask()
     with pytest.raises(optuna.TrialPruned):
         ReportToPruner(diverged, sign=sign).on_validation_end(fake_trainer(math.nan), None)
@@ -253,7 +261,8 @@ def test_sweep_prunes_a_real_trial_and_reports_it(tmp_path: Path, photo_dir: Pat
             intermediate_values={0: 1e-6},
         ))
     code = sweep(tiny_config(tmp_path), photo_dir, out, "--param", "optim.lr=0.001,0.01", "--sampler",
-                 "random", "--trials", "3", "--prune-startup", "2", "--prune-warmup", "0")
+                 "random", "--trials", "3", "--prune-startup", "2", "--prune-warmup", "0",
+                 "--set", "trainer.epochs=2")  # two validation rounds: the last one never prunes
     assert code == 0
     rows = read_csv(out / "trials.csv")
     assert [r["status"] for r in rows] == ["complete", "complete", "pruned"]
@@ -277,3 +286,41 @@ def test_importance_plot_needs_two_params_and_enough_trials(tmp_path: Path) -> N
     (tmp_path / "few").mkdir()
     assert [p.name for p in write_report(few, params, "val_loss", base, tmp_path / "few").plots] == [
         "metric_vs_params.png", "parallel_coordinates.png"]
+
+
+# --- queuing failed trials again (no training: a plain Optuna objective) ---------------------
+def test_interrupted_and_failed_grid_points_are_queued_again_once() -> None:
+    from chromalab.sweep.study import requeue_unfinished
+
+    space = {"x": [1, 2, 3, 4]}
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler(space, seed=0))
+
+    def first_run(trial: optuna.Trial) -> float:
+        x = trial.suggest_categorical("x", space["x"])
+        if trial.number == 1:
+            raise ValueError("a bad combination")  # errors are retried once
+        if trial.number == 2:
+            trial.set_user_attr("interrupted", True)
+            raise KeyboardInterrupt
+        return x
+
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(first_run, n_trials=4, catch=(ValueError,))
+    failed = {t.number: t.params["x"] for t in study.trials if t.state.name == "FAIL"}
+    assert sorted(failed) == [1, 2]
+    assert requeue_unfinished(study) == 2
+    assert requeue_unfinished(study) == 0  # queued once, not again
+
+    def second_run(trial: optuna.Trial) -> float:
+        x = trial.suggest_categorical("x", space["x"])
+        if x == failed[1]:
+            raise ValueError("still a bad combination")
+        return x
+
+    resumed = optuna.load_study(study_name=study.study_name, storage=study._storage,
+                                sampler=optuna.samplers.GridSampler(space, seed=0))
+    resumed.optimize(second_run, n_trials=4, catch=(ValueError,))
+    complete = sorted(t.params["x"] for t in resumed.trials if t.state.name == "COMPLETE")
+    assert complete == sorted(set(space["x"]) - {failed[1]})  # every other point exactly once
+    assert requeue_unfinished(resumed) == 0  # the retry failed too: it stays failed
+    assert resumed.sampler.is_exhausted(resumed)

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", default=None, choices=["png", "jpg", "jpeg", "tiff", "bmp", "webp"],
                         help="output format (default: same as the input)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                        help="inference engine: onnx (onnxruntime; exported once, then cached), torch, "
+                        "or auto (onnx when an export exists, else torch)")
     controls = parser.add_argument_group("creative controls (docs/controls-and-video.md)")
     controls.add_argument("--temperature", type=float, default=0.0, metavar="T",
                           help="white balance in [-1, 1]: + warmer, - cooler (1 = +110 mired)")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from chromalab.inference.video import is_video_path
 
     ab_transform = make_ab_transform(ColorControls(args.temperature, args.hue, args.saturation, args.reference))
-    colorizer = Colorizer.load(args.model)
+    colorizer = Colorizer.load(args.model, backend=args.backend)
     videos = [path for path in args.inputs if is_video_path(path)]
     video_status = 0
     if videos:

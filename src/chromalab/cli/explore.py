@@ -35,8 +35,12 @@ def run(args: argparse.Namespace) -> int:
     result = explore_collection(args.folder, args.out, workers=args.workers, limit=args.limit,
                                 size=args.size, progress=not args.no_progress, seed=args.seed)
     s = result.summary
-    print(f"{s['photos']:,} photos ({s['unreadable']:,} unreadable, "
+    print(f"{s['photos']:,} photo{'' if s['photos'] == 1 else 's'} ({s['unreadable']:,} unreadable, "
           f"{100 * s['monochrome_fraction']:.1f}% monochrome) in {result.seconds:.1f} s "
           f"({result.photos_per_second:.0f} photos/s)")
+    for error in s["unreadable_files"][:10]:
+        print(f"unreadable: {error['path']}: {error['reason']}")
+    if s["unreadable"] > 10:
+        print(f"... and {s['unreadable'] - 10} more (photos.csv lists them all)")
     print(f"report: {result.out / 'report.md'}")
     return 0

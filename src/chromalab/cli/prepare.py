@@ -44,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
                              dedupe=args.dedupe, format=args.format, shards=args.shards, seed=args.seed)
     summary = prepare(args.source, args.destination, options, workers=args.workers,
                       progress=not args.no_progress)
-    table = Table("status", "photos", title=f"{summary['total']:,} photos in {summary['seconds']:.1f} s")
+    table = Table("status", "photos")
     for status, count in summary["counts"].items():
         if count or status == "kept":
             table.add_row(status, f"{count:,}")
     console = Console()
     console.print(table)
     destination = Path(summary["destination"])
+    print(f"{summary['total']:,} photos in {summary['seconds']:.1f} s")
     print(f"written {summary['written']:,}, already done {summary['reused']:,}, removed {summary['removed']:,}")
     if summary["shards"]:
         print(f"shards: {len(summary['shards'])} in {destination / 'shards'}; train with "

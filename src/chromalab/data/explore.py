@@ -585,7 +585,8 @@ def write_plots(stats: CollectionStats, out: Path) -> list[Path]:
     ax.stairs(stats.colorfulness_hist, COLORFULNESS_EDGES, fill=True, color="0.3")
     for name, bound in COLORFULNESS_CATEGORIES[1:]:
         ax.axvline(bound, color="tab:orange", lw=0.8, ls="--")
-        ax.text(bound + 1, ax.get_ylim()[1] * 0.95, name, rotation=90, va="top", fontsize=7, color="tab:orange")
+        ax.text(bound + 1, ax.get_ylim()[1] * 0.95, name, rotation=90, va="top", fontsize=7, color="tab:orange",
+                bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1})
     ax.set(xlabel="colorfulness M (Hasler & Suesstrunk 2003)", ylabel="photos", title="colorfulness per photo",
            xlim=(0, COLORFULNESS_EDGES[-1]))
     files.append(_save(plt, fig, out / "colorfulness.png"))
@@ -603,6 +604,8 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
 
 
 def _number(value: Any) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.2f}" if abs(value) < 1e5 else f"{value:.3g}"
     return str(value)

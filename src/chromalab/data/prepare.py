@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -93,8 +93,8 @@ class SourceFacts:
     height: int = 0
     monochrome: bool = False
     digest: str = ""  # hash of the decoded pixels
-    error: str = ""  # why it could not be read (or written)
-    write_error: str = ""
+    error: str = ""  # why it could not be read
+    write_error: str = ""  # why its output could not be written (retried on the next run)
 
 
 @dataclass
@@ -288,6 +288,51 @@ def _decide(facts: SourceFacts, options: PrepareOptions, owners: dict[str, str])
     return "kept", ""
 
 
+def _plan(sources: list[str], src: Path, dst: Path, outputs: dict[str, str], options: PrepareOptions,
+          journal: dict[str, SourceFacts]) -> tuple[dict[str, SourceFacts], set[str]]:
+    """(facts still valid from the journal, sources that need a worker).
+
+    A worker is needed for unknown or changed sources, for failed writes, and for keepers
+    whose output is missing. Known duplicates of known photos are not decoded just to be
+    dropped again.
+    """
+    known: dict[str, SourceFacts] = {}
+    todo: set[str] = set()
+    provisional: dict[str, str] = {}
+    for source in sources:
+        facts = journal.get(source)
+        if facts is None or facts.signature != file_signature(src / source) or facts.write_error:
+            todo.add(source)
+            continue
+        known[source] = facts
+        status, _ = _decide(facts, options, provisional)
+        if status == "kept" and not (dst / outputs[source]).is_file():
+            todo.add(source)
+    return known, todo
+
+
+def _progress_bar(progress: bool):  # -> rich.progress.Progress
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), disable=not progress)
+
+
+def _write_manifest(path: Path, rows: list[tuple[str, str, int, int, str, str]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("source", "output", "width", "height", "status", "detail"))
+    writer.writerows(rows)
+    _write_text_atomic(path, buffer.getvalue())
+
+
 def prepare(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -305,55 +350,30 @@ def prepare(
     dst.mkdir(parents=True, exist_ok=True)
     check_settings(dst, options)
     outputs = plan_outputs(sources, FORMATS[options.format])
-    journal = load_journal(dst)
+    known, todo = _plan(sources, src, dst, outputs, options, load_journal(dst))
     workers = workers if workers is not None else (os.cpu_count() or 1)
-
-    # Which sources need a worker: unknown or changed ones, and candidates whose output is
-    # missing. Known duplicates of known photos are not rewritten just to be deleted again.
-    known: dict[str, SourceFacts] = {}
-    todo: set[str] = set()
-    provisional: dict[str, str] = {}
-    for source in sources:
-        facts = journal.get(source)
-        if facts is None or facts.signature != file_signature(src / source):
-            todo.add(source)
-            continue
-        known[source] = facts
-        status, _ = _decide(facts, options, provisional)
-        if status == "kept" and not (dst / outputs[source]).is_file():
-            todo.add(source)
-
-    def tasks() -> Iterator[tuple[str, str, str | None, PrepareOptions]]:
-        for source in sources:
-            if source in todo:
-                yield str(src), source, str(dst / outputs[source]), options
+    tasks = ((str(src), s, str(dst / outputs[s]), options) for s in sources if s in todo)
 
     summary = PrepareSummary()
-    owners: dict[str, str] = {}
+    owners: dict[str, str] = {}  # pixel digest -> the source that keeps the photo
     rows: list[tuple[str, str, int, int, str, str]] = []
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    results = map_in_order(_examine_task, tasks(), workers)
+    results = map_in_order(_examine_task, tasks, workers)
     try:
-        with Progress(*columns, disable=not progress) as bar, open(dst / JOURNAL_FILE, "a") as journal_file:
+        with _progress_bar(progress) as bar, open(dst / JOURNAL_FILE, "a") as journal:
             task = bar.add_task("Preparing photos", total=len(sources))
-            for source in sources:
+            for source in sources:  # in sorted order, whatever order the workers finish in
                 fresh = source in todo
                 facts = next(results) if fresh else known[source]
-                if fresh:  # recorded at once: an interrupted run keeps what it learnt
-                    journal_file.write(json.dumps(asdict(facts)) + "\n")
-                    journal_file.flush()
                 status, detail = _decide(facts, options, owners)
                 output = dst / outputs[source]
+                if status == "kept" and not output.is_file():
+                    # Only if a source changed while this run read it (a known duplicate whose
+                    # original now hashes differently): do it here rather than skip it.
+                    facts, fresh = examine_source(str(src), source, str(output), options), True
+                    status, detail = _decide(facts, options, owners)
+                if fresh:  # recorded at once: an interrupted run keeps what it learnt
+                    journal.write(json.dumps(asdict(facts)) + "\n")
+                    journal.flush()
                 if status == "kept":
                     summary.written += fresh
                     summary.reused += not fresh
@@ -370,16 +390,10 @@ def prepare(
     finally:
         results.close()  # on an interruption: cancel the queued work
 
-    # The journal, compacted to the current sources; then the manifest and the summary.
+    # The journal compacted to the current sources, the manifest, the shards, the summary.
     current = {**known, **load_journal(dst)}
-    lines = (json.dumps(asdict(current[s])) + "\n" for s in sources if s in current)
-    _write_text_atomic(dst / JOURNAL_FILE, "".join(lines))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(("source", "output", "width", "height", "status", "detail"))
-    writer.writerows(rows)
-    _write_text_atomic(dst / MANIFEST_FILE, buffer.getvalue())
-
+    _write_text_atomic(dst / JOURNAL_FILE, "".join(json.dumps(asdict(current[s])) + "\n" for s in sources))
+    _write_manifest(dst / MANIFEST_FILE, rows)
     if options.shards:
         items = [
             ShardItem(shard_key(output), dst / output,

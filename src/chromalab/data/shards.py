@@ -1,9 +1,9 @@
 """WebDataset-style tar shards: writing them (``chromalab prepare --shards``) and training on them.
 
 A shard is a plain, uncompressed tar file. Each sample is a group of consecutive members that
-share a key (one image per sample): ``<key>.jpg`` (or ``.png``) and ``<key>.json`` (its source path and size). The
-key is everything before the first dot of the member's base name, as in WebDataset, so these
-shards also load with the ``webdataset`` package.
+share a key: one image, ``<key>.jpg`` (or ``.png``), and ``<key>.json`` (its source path and
+size). The key is everything before the first dot of the member's base name, as in
+WebDataset, so these shards also load with the ``webdataset`` package.
 
 Why shards: a million small files make every epoch a million random file opens. A few hundred
 large tar files are read sequentially, copy well between machines and object stores, and split
@@ -66,8 +66,8 @@ def shard_key(relative_output: str) -> str:
     Dots in the base name become underscores, because a WebDataset key ends at the first dot.
     """
     path = PurePosixPath(relative_output)
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    return str(path.parent / stem.replace(".", "_")) if str(path.parent) != "." else stem.replace(".", "_")
+    stem = path.stem.replace(".", "_")
+    return stem if path.parent == PurePosixPath(".") else f"{path.parent.as_posix()}/{stem}"
 
 
 def shard_pattern(folder: str | os.PathLike[str], count: int) -> str:
@@ -119,7 +119,8 @@ def resolve_shards(source: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     paths: list[Path] = []
     for pattern in patterns:
         for expanded in expand_braces(pattern):
-            matches = sorted(glob.glob(expanded)) if glob.has_magic(expanded) else [expanded]
+            is_glob = any(char in expanded for char in "*?[")
+            matches = sorted(glob.glob(expanded)) if is_glob else [expanded]
             paths.extend(Path(m) for m in matches)
     missing = [p for p in paths if not p.is_file()]
     if missing:
@@ -202,8 +203,8 @@ def write_shards(
         handle, temporary = tempfile.mkstemp(prefix=".chromalab-", suffix=".tar", dir=folder)
         os.close(handle)
         try:
-            tar_format = tarfile.USTAR_FORMAT if _ustar_ok(batch) else tarfile.PAX_FORMAT
-            with tarfile.open(temporary, "w", format=tar_format) as tar:
+            # The default (pax) format writes plain ustar headers unless a name needs more.
+            with tarfile.open(temporary, "w") as tar:
                 for item in batch:
                     _add_member(tar, item.key + item.path.suffix.lower(), item.path.read_bytes())
                     _add_member(tar, item.key + ".json", json.dumps(item.metadata, sort_keys=True).encode())
@@ -224,11 +225,6 @@ def write_shards(
     return written
 
 
-def _ustar_ok(batch: Sequence[ShardItem]) -> bool:
-    # Plain ustar headers when every name fits (most readers' favourite), pax otherwise.
-    return all(len((item.key + ".json").encode()) < 100 for item in batch)
-
-
 # --- Reading ------------------------------------------------------------------------------
 
 
@@ -236,14 +232,21 @@ def scan_keys(path: Path) -> list[str]:
     """Image member names of a shard (``key.ext``), from its headers only.
 
     A file that is no tar at all is an error; a truncated shard is reported and counted up
-    to the damage (training goes on without the rest).
+    to the damage (training goes on without the rest). Remembered per process while the file
+    is unchanged: the training and the validation set both need it.
     """
+    stat = Path(path).stat()
+    return list(_scan_keys(str(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4096)
+def _scan_keys(path_name: str, size: int, mtime_ns: int) -> tuple[str, ...]:
+    path = Path(path_name)
     names: list[str] = []
     try:
         tar = tarfile.open(path, mode="r:")  # seekable: skips over the data
     except (tarfile.TarError, OSError, EOFError) as error:
         raise ChromalabError(f"{path}: not a readable tar shard ({error})") from None
-    size = path.stat().st_size
     with tar:
         try:
             for member in tar:
@@ -253,7 +256,7 @@ def scan_keys(path: Path) -> list[str]:
                     names.append(member.name)
         except (tarfile.TarError, OSError, EOFError) as error:
             log.warning("%s: damaged shard, using the %d photos before the damage (%s)", path, len(names), error)
-    return names
+    return tuple(names)
 
 
 def decode_image(data: bytes, size: int) -> torch.Tensor:
@@ -263,7 +266,9 @@ def decode_image(data: bytes, size: int) -> torch.Tensor:
             image.draft("RGB", (size, size))
         image = ImageOps.exif_transpose(image).convert("RGB")
     array = np.asarray(resize_center_crop(image, size), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    # Transposed by numpy: torch's contiguous() on a small uint8 tensor wakes its thread pool,
+    # which costs more than the decoding on a busy machine.
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def distributed_rank() -> tuple[int, int]:

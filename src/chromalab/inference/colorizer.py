@@ -36,13 +36,13 @@ class Backend(Protocol):
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> (1, 3, H, W) float in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    array = np.array(image.convert("RGB"), dtype=np.uint8)
     return uint8_to_float(torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0))
 
 
 def full_resolution_lightness(image: Image.Image) -> torch.Tensor:
     """(1, 1, H, W) L* in [0, 100], computed in strips to bound memory on huge photos."""
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    array = np.array(image.convert("RGB"), dtype=np.uint8)
     height, width = array.shape[:2]
     rows = max(1, STRIP_PIXELS // width)
     out = torch.empty(1, 1, height, width)
@@ -86,11 +86,41 @@ class Colorizer:
         self.spec = spec
         self.space = get_color_space(spec.color_space)
         self.backend: Backend = backend or self._torch_backend
+        self.backend_name = "torch" if backend is None else "custom"
 
     @classmethod
-    def load(cls, name_or_path: str | Path | None = None) -> "Colorizer":
-        net, spec = load_network(name_or_path)
-        return cls(net, spec)
+    def load(cls, name_or_path: str | Path | None = None, backend: str = "auto") -> "Colorizer":
+        """Load a model; ``backend`` is torch, onnx (exported once, then cached) or auto.
+
+        auto runs onnxruntime when it is installed and an ONNX export of this model already
+        exists (shipped beside the weights or cached by an earlier ``--backend onnx``): it is
+        the faster backend on CPUs (see benchmarks/inference.py); otherwise PyTorch.
+        """
+        from chromalab.checkpoint import resolve_model_path
+        from chromalab.errors import ChromalabError
+        from chromalab.inference import onnx_backend as onnx
+
+        if backend not in ("auto", "torch", "onnx"):
+            raise ChromalabError(f"unknown backend {backend!r}; use auto, torch or onnx")
+        path = resolve_model_path(name_or_path)
+        net, spec = load_network(path)
+        colorizer = cls(net, spec)
+        if backend == "torch" or not onnx.exportable(net):
+            if backend == "onnx":
+                raise ChromalabError(f"{path}: this model samples at inference; use --backend torch")
+            return colorizer
+        if not onnx.onnxruntime_available():
+            if backend == "onnx":
+                raise ChromalabError("--backend onnx needs onnxruntime (pip install onnxruntime)")
+            return colorizer
+        onnx_file = onnx.cached_onnx_path(path)
+        if not onnx_file.is_file():
+            if backend == "auto":
+                return colorizer
+            onnx.export_onnx(net, onnx_file, size=spec.size)
+        colorizer.backend = onnx.OnnxBackend(onnx_file)
+        colorizer.backend_name = "onnx"
+        return colorizer
 
     def _torch_backend(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
         return self.net.predict(l_norm, **options)

@@ -29,7 +29,9 @@ Definitions (also in docs/controls-and-video.md):
   fitted to the output's a*b* and the Gaussian fitted to the reference photo's a*b*: the
   optimal-transport map that gives the output exactly the reference's a*b* mean and 2x2
   covariance while moving colors as little as possible (unlike Reinhard's per-channel
-  matching, it respects the a*-b* correlation).
+  matching, it respects the a*-b* correlation). The map never stretches the spread more than
+  ``MAX_REFERENCE_GAIN`` (3x) along any axis, so a nearly gray output's noise is not blown
+  up into false colors; the mean is always matched exactly.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ NEUTRAL_CCT = 6504.0  # kelvin: the correlated colour temperature of D65, the La
 TEMPERATURE_MIRED = 110.0  # |T| = 1 moves the white this many mired (a Wratten 85 is +112)
 REFERENCE_SIDE = 256  # reference statistics are measured on a thumbnail this large
 COVARIANCE_FLOOR = (0.5 / 110.0) ** 2  # (0.5 Lab unit)^2: keeps a near-gray output's map finite
+MAX_REFERENCE_GAIN = 3.0  # the reference map stretches the output's a*b* spread at most this much
 
 # Bradford cone-response matrix (Lam 1985), the CAT used by ICC profiles and Photoshop.
 BRADFORD = torch.tensor([
@@ -231,12 +234,23 @@ def monge_kantorovich_map(source: AbStatistics, target: AbStatistics) -> torch.T
     return s_inverse_root @ middle @ s_inverse_root
 
 
+def limit_gain(matrix: torch.Tensor, max_gain: float) -> torch.Tensor:
+    """Cap the stretch of a symmetric positive map at ``max_gain`` along every axis.
+
+    A nearly gray colorization has a tiny a*b* spread; matching a colorful reference's spread
+    exactly would multiply its noise into false rainbow colors. Capping the eigenvalues of the
+    map keeps its directions and the exact mean, and gives up only the last part of the spread.
+    """
+    values, vectors = torch.linalg.eigh(matrix)
+    return vectors @ torch.diag(values.clamp(max=max_gain)) @ vectors.T
+
+
 def match_reference(ab_norm: torch.Tensor, reference: AbStatistics) -> torch.Tensor:
     """Give each image of the batch the reference's a*b* mean and covariance."""
     out = torch.empty_like(ab_norm)
     for index, image in enumerate(ab_norm):
         stats = AbStatistics.of(image)
-        matrix = monge_kantorovich_map(stats, reference).to(image)
+        matrix = limit_gain(monge_kantorovich_map(stats, reference), MAX_REFERENCE_GAIN).to(image)
         centered = image.reshape(2, -1) - stats.mean.to(image)[:, None]
         moved = matrix @ centered + reference.mean.to(image)[:, None]
         out[index] = moved.reshape(image.shape)

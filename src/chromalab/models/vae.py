@@ -116,9 +116,6 @@ class VaeColorizer(ColorizationNet):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], 2 * latent_dim),
         )
         self.film = nn.ModuleList(nn.Linear(latent_dim, 2 * c) for c in self.trunk.decoder_widths)
-        for layer in self.film:  # start as the identity modulation
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
 
     def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         film = [tuple(layer(z).chunk(2, dim=1)) for layer in self.film]

@@ -39,8 +39,19 @@ class ReportToPruner(L.Callback):
         self.rounds += 1
         # NaN is reported as it is: Optuna's MedianPruner prunes a diverged trial at once.
         self.trial.report(self.sign * loss if not math.isnan(loss) else loss, step)
+        if _training_is_over(trainer):
+            return  # the trial has paid for its training: let it finish and be evaluated
         if self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned after validation round {step}: {self.monitor} {loss:.4g} is worse "
                 "than the median of earlier trials"
             )
+
+
+def _training_is_over(trainer: L.Trainer) -> bool:
+    """After this validation no training step is left (the run's last validation)."""
+    try:
+        total = trainer.estimated_stepping_batches
+    except Exception:  # noqa: BLE001 — e.g. a loader without a length: assume more is to come
+        return False
+    return math.isfinite(total) and trainer.global_step >= total

@@ -21,7 +21,7 @@ from typing import Any, Callable, NoReturn
 import optuna
 from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from chromalab.errors import ChromalabError
 from chromalab.sweep.pruning import ReportToPruner
@@ -34,7 +34,7 @@ from chromalab.training.config import TrainConfig
 SAMPLERS = ("grid", "random", "tpe")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # A trial whose process died without a word (kill -9, power cut) stops sending heartbeats;
-# after the grace period Optuna marks it failed and RetryFailedTrialCallback queues it again.
+# after the grace period Optuna marks it failed and queues it again once (_retry_stale_trials).
 HEARTBEAT_S = 60
 GRACE_PERIOD_S = 180
 ATTR = "chromalab_sweep"  # study user attribute: what the sweep was started with
@@ -73,6 +73,17 @@ class SweepSettings:
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+
+    @property
+    def storage_display(self) -> str:
+        """The storage URL with its password masked, for messages."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return make_url(self.storage_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return self.storage_url
 
     @property
     def name(self) -> str:
@@ -148,9 +159,9 @@ def make_storage(settings: SweepSettings) -> RDBStorage:
                 grace_period=GRACE_PERIOD_S, **_retry_stale_trials(),
             )
     except (ImportError, ModuleNotFoundError) as error:
-        raise ChromalabError(f"--storage {url}: database driver missing ({error})") from None
+        raise ChromalabError(f"--storage {settings.storage_display}: database driver missing ({error})") from None
     except Exception as error:  # noqa: BLE001 — SQLAlchemy's many connection errors
-        raise ChromalabError(f"--storage {url}: cannot open ({str(error).splitlines()[0]})") from None
+        raise ChromalabError(f"--storage {settings.storage_display}: cannot open ({str(error).splitlines()[0]})") from None
 
 
 def _retry_stale_trials() -> dict[str, Any]:
@@ -178,7 +189,7 @@ def open_study(settings: SweepSettings) -> optuna.Study:
         started = previous.user_attrs.get(ATTR)
         if started and started != settings.identity():
             raise ChromalabError(
-                f"study {settings.name!r} in {settings.storage_url} was started with "
+                f"study {settings.name!r} in {settings.storage_display} was started with "
                 f"{_describe(started)}; resume with the same options or use a new --out/--study-name"
             )
     study = optuna.create_study(
@@ -196,16 +207,47 @@ def _describe(identity: dict[str, Any]) -> str:
     return f"{params} --metric {identity.get('metric')} --sampler {identity.get('sampler')}"
 
 
-def requeue_interrupted(study: optuna.Study) -> int:
-    """Queue again the trials a Ctrl-C cut short (once each): they never finished."""
+def requeue_unfinished(study: optuna.Study) -> int:
+    """Queue failed trials again, with the same values; returns how many were queued.
+
+    A trial cut short by Ctrl-C is always queued again (it never got to finish); one that
+    failed with an error is retried once (the cause may have been passing, e.g. memory taken
+    by another job), and stays failed if the retry fails too. Values some other trial has
+    finished meanwhile are not queued.
+    """
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried |= {t.system_attrs.get("failed_trial") for t in trials}  # Optuna's heartbeat retries
+    finished = [t.params for t in trials if t.state in FINISHED]
     queued = 0
     for trial in trials:
-        if trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted") and trial.number not in retried:
+        if trial.state != TrialState.FAIL or trial.number in retried or trial.params in finished:
+            continue
+        if trial.user_attrs.get("interrupted") or "retry_of" not in trial.user_attrs:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            _inherit_grid_point(study, trial)
             queued += 1
     return queued
+
+
+def _inherit_grid_point(study: optuna.Study, original: FrozenTrial) -> None:
+    """Give a queued retry its original's grid point.
+
+    GridSampler looks up the grid point of every trial that ends (``after_trial``) and fails
+    on a queued trial, which has none; with the original's point it also counts the point as
+    being worked on rather than handing it to a second worker.
+    """
+    if "grid_id" not in original.system_attrs:
+        return
+    (retry,) = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                if t.user_attrs.get("retry_of") == original.number]
+    storage = study._storage  # the public storage API; Study keeps it private
+    for key in ("search_space", "grid_id"):
+        storage.set_trial_system_attr(retry._trial_id, key, original.system_attrs[key])
+
+
+def waiting_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -340,17 +382,23 @@ def run_sweep(
     if study is None:
         study = open_study(settings)
     target = settings.target_trials()
-    queued = requeue_interrupted(study)
+    queued = requeue_unfinished(study)
     done = finished_count(study)
     remaining = target - done
     if remaining <= 0:
         log(f"sweep {settings.name}: all {target} trials are finished")
         return SweepOutcome(study, 0, done, target)
+    grid = study.sampler if isinstance(study.sampler, optuna.samplers.GridSampler) else None
+    if grid is not None and grid.is_exhausted(study) and not waiting_count(study):
+        # Every point was tried; the rest failed twice. Another run would only repeat points.
+        log(f"sweep {settings.name}: every grid point has been tried; {done} finished, "
+            "the others failed (see the note column of trials.md)")
+        return SweepOutcome(study, 0, done, target)
     log(
         f"sweep {settings.name}: {done}/{target} trials finished, running up to {remaining} more"
-        + (f" ({queued} interrupted trial(s) queued again)" if queued else "")
+        + (f" ({queued} failed or interrupted trial(s) queued again)" if queued else "")
         + (f" within {settings.budget_minutes:g} min" if settings.budget_minutes else "")
-        + f"; study in {settings.storage_url}"
+        + f"; study in {settings.storage_display}"
     )
     before = len(study.trials)
     objective = TrialObjective(settings, target, log)

@@ -212,7 +212,7 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _parse_scalar(value: Any) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, str) and value.strip():
         try:
             return yaml.safe_load(value)
         except yaml.YAMLError:

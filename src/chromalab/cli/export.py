@@ -1,0 +1,45 @@
+"""chromalab export --model M --format onnx|safetensors --out PATH"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a model to ONNX, or to a (fp16) safetensors file for shipping",
+        description="Export a trained model (run folder, .ckpt or .safetensors). ONNX files are "
+        "checked against PyTorch on a random input before they are kept.",
+    )
+    parser.add_argument("--model", required=True, help="run folder, checkpoint or model file")
+    parser.add_argument("--format", choices=["onnx", "safetensors"], default="onnx")
+    parser.add_argument("--out", required=True, help="output file")
+    parser.add_argument("--half", action="store_true", help="safetensors: store weights as fp16")
+    parser.add_argument("--size", type=int, default=None, help="ONNX: example input size (default: the model's)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from chromalab.checkpoint import load_network, save_network
+    from chromalab.errors import ChromalabError
+    from chromalab.inference.onnx_backend import OnnxBackend, export_onnx
+
+    net, spec = load_network(args.model)
+    out = Path(args.out)
+    if args.format == "safetensors":
+        save_network(net, spec, out, half=args.half)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    export_onnx(net, out, size=args.size or spec.size)
+    probe = torch.rand(2, 1, 64, 96, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        expected = net.predict(probe)
+    difference = (OnnxBackend(out)(probe) - expected).abs().max().item()
+    if difference >= 1e-2:
+        out.unlink()
+        raise ChromalabError(f"{out}: ONNX output differs from PyTorch by {difference:.3g}; not kept")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); max |difference| vs PyTorch {difference:.2e}")
+    return 0

@@ -1,0 +1,86 @@
+"""ONNX export of a colorization network and an onnxruntime backend for the Colorizer.
+
+Only deterministic single-pass networks export (their ``predict`` is their ``forward``);
+sampling models (VAE with a random z, diffusion loops, annealed-mean decoding) stay on
+PyTorch. Exported graphs take any batch size and any height/width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from chromalab.errors import ChromalabError
+from chromalab.models.base import ColorizationNet
+
+OPSET = 17
+
+
+def exportable(net: nn.Module) -> bool:
+    """True when inference is one forward pass (``predict`` not overridden)."""
+    return type(net).predict is ColorizationNet.predict
+
+
+def export_onnx(net: nn.Module, path: str | Path, size: int = 256) -> Path:
+    if not exportable(net):
+        raise ChromalabError(
+            f"{type(net).__name__} samples at inference (its predict() is not a single forward "
+            "pass), so it cannot be exported to ONNX; use the PyTorch backend"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, 1, size, size)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer chatter about shape-dependent Python code
+        torch.onnx.export(
+            net.eval(), (example,), str(tmp), dynamo=False, opset_version=OPSET,
+            input_names=["l_norm"], output_names=["prediction"],
+            dynamic_axes={"l_norm": {0: "batch", 2: "height", 3: "width"},
+                          "prediction": {0: "batch", 2: "height", 3: "width"}},
+        )
+    tmp.replace(path)
+    return path
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OnnxBackend:
+    """Callable like ``net.predict``: normalized L in, the model's prediction out."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
+        (prediction,) = self.session.run(None, {"l_norm": np.ascontiguousarray(l_norm.cpu().numpy(), dtype=np.float32)})
+        return torch.from_numpy(prediction)
+
+
+def cached_onnx_path(model_file: Path) -> Path:
+    """Where the ONNX export of a model file lives: beside it if shipped, else in the cache."""
+    sibling = model_file.with_suffix(".onnx")
+    if sibling.is_file():
+        return sibling
+    from chromalab.data.folder import cache_dir
+
+    digest = hashlib.sha1(model_file.read_bytes()).hexdigest()[:16]
+    return cache_dir() / "onnx" / f"{model_file.stem}-{digest}.onnx"

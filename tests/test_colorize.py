@@ -1,0 +1,163 @@
+"""Colorize: full resolution, L* kept, folders mirrored, and every kind of bad input handled."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import color as skcolor
+
+from chromalab import colorize, load_model
+from chromalab.cli import main
+from chromalab.inference.colorizer import merge_full_resolution, full_resolution_lightness
+from tests.conftest import synthetic_photo
+
+
+def lightness(image: Image.Image) -> np.ndarray:
+    return skcolor.rgb2lab(np.asarray(image.convert("RGB")) / 255.0)[..., 0]
+
+
+def test_python_api_keeps_size_and_lightness(tiny_model: Path) -> None:
+    photo = synthetic_photo(5, width=101, height=67)  # odd sizes, not multiples of anything
+    gray = photo.convert("L")
+    result = colorize(gray, model=tiny_model)
+    assert result.size == (101, 67) and result.mode == "RGB"
+    assert np.abs(lightness(result) - lightness(gray)).mean() < 0.5
+    # Color input is reduced to its luminance first: same result as its gray version,
+    # up to 8-bit rounding of the gray image.
+    from_color = colorize(photo, model=tiny_model)
+    assert np.abs(lightness(from_color) - lightness(photo)).mean() < 0.5
+
+
+def test_inference_is_deterministic(tiny_model: Path) -> None:
+    colorizer = load_model(tiny_model)
+    photo = synthetic_photo(6)
+    first, second = colorizer.colorize(photo), colorizer.colorize(photo)
+    assert np.array_equal(np.asarray(first), np.asarray(second))
+
+
+def test_batched_equals_one_by_one(tiny_model: Path) -> None:
+    colorizer = load_model(tiny_model)
+    photos = [synthetic_photo(i, 40 + i, 30 + 2 * i) for i in range(3)]
+    batched = colorizer.colorize_images(photos)
+    single = [colorizer.colorize(p) for p in photos]
+    for a, b in zip(batched, single):
+        assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 1
+
+
+def test_merge_uses_full_resolution_lightness() -> None:
+    photo = synthetic_photo(7, 80, 60)
+    lightness_full = full_resolution_lightness(photo)
+    merged = merge_full_resolution(lightness_full, torch.zeros(1, 2, 8, 8))
+    # Zero chroma at any model size gives exactly the photo's gray (same L*), at full size.
+    assert merged.shape == (60, 80, 3)
+    assert np.abs(lightness(Image.fromarray(merged)) - lightness(photo)).mean() < 0.5
+    assert np.abs(merged[..., 0].astype(int) - merged[..., 2]).max() <= 1
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_mirrors_folders_and_never_overwrites(tiny_model: Path, photo_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(["colorize", str(photo_dir), "--model", str(tiny_model), "--out", str(out)], capsys)
+    assert code == 0 and "colorized 12 photo(s)" in stdout
+    sources = sorted(p.relative_to(photo_dir) for p in photo_dir.rglob("*.*"))
+    written = sorted(p.relative_to(out) for p in out.rglob("*.*"))
+    assert written == sources  # same tree, same names, same formats
+    for relative in sources:
+        assert Image.open(out / relative).size == Image.open(photo_dir / relative).size
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.*")}
+    code, _, stderr = run_cli(["colorize", str(photo_dir), "--model", str(tiny_model), "--out", str(out)], capsys)
+    assert code == 1 and stderr.count("exists (use --overwrite") == 12
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.*")}
+    code, _, _ = run_cli(["colorize", str(photo_dir), "--model", str(tiny_model), "--out", str(out),
+                          "--overwrite", "--format", "png"], capsys)
+    assert code == 0
+
+
+def test_cli_refuses_to_write_over_its_inputs(tiny_model: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    synthetic_photo(1).save(tmp_path / "keep.png")
+    original = (tmp_path / "keep.png").read_bytes()
+    code, _, stderr = run_cli(["colorize", str(tmp_path / "keep.png"), "--model", str(tiny_model),
+                               "--out", str(tmp_path), "--overwrite"], capsys)
+    assert code == 1 and "overwrite an input" in stderr
+    assert (tmp_path / "keep.png").read_bytes() == original
+    assert not list(tmp_path.glob(".chromalab-*"))  # no temporary files left behind
+
+
+def test_cli_glob_inputs(tiny_model: Path, photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = run_cli(["colorize", str(photo_dir / "a" / "*.png"), "--model", str(tiny_model),
+                               "--out", str(tmp_path)], capsys)
+    assert code == 0 and len(list(tmp_path.glob("*.png"))) == len(list((photo_dir / "a").glob("*.png")))
+
+
+def write_bomb(path: Path) -> None:
+    """A valid PNG header that claims 30000 x 30000 pixels (900 MP) with almost no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+                     + chunk(b"IEND", b""))
+
+
+def test_every_bad_input_gets_one_line_and_the_batch_goes_on(tiny_model: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    synthetic_photo(0).save(inputs / "good.png")
+    (inputs / "notes.jpg").write_text("not an image at all")
+    synthetic_photo(1, 64, 64).save(inputs / "full.jpg")
+    data = (inputs / "full.jpg").read_bytes()
+    (inputs / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (inputs / "full.jpg").unlink()
+    (inputs / "empty.png").write_bytes(b"")
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(inputs / "pixel.png")
+    write_bomb(inputs / "bomb.png")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        ["colorize", str(inputs), str(tmp_path / "missing.jpg"), "--model", str(tiny_model), "--out", str(out)], capsys)
+    assert code == 1
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    expected = {
+        "notes.jpg": "not an image",
+        "truncated.jpg": "truncated",
+        "empty.png": "empty file",
+        "pixel.png": "too small",
+        "bomb.png": "too large",
+        "missing.jpg": "no such file",
+    }
+    for name, reason in expected.items():
+        matching = [line for line in lines if name in line]
+        assert len(matching) == 1 and reason in matching[0], (name, matching)
+    assert len(lines) == len(expected)
+    assert (out / "good.png").is_file() and "colorized 1 photo(s)" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+
+
+def test_unwritable_output_folder(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    synthetic_photo(0).save(tmp_path / "good.png")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should go")
+    code, _, stderr = run_cli(["colorize", str(tmp_path / "good.png"), "--model", str(tiny_model),
+                               "--out", str(blocker / "out")], capsys)
+    assert code == 1 and "cannot create output folder" in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_missing_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    synthetic_photo(0).save(tmp_path / "good.png")
+    code, _, stderr = run_cli(["colorize", str(tmp_path / "good.png"), "--model", str(tmp_path / "nope.safetensors"),
+                               "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "no such model file" in stderr and len(stderr.strip().splitlines()) == 1

@@ -1,0 +1,143 @@
+"""Training: losses, schedule, config handling, overfitting, checkpoints that rebuild themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from chromalab.checkpoint import load_network
+from chromalab.color import rgb_to_l_norm, uint8_to_float
+from chromalab.errors import ChromalabError
+from chromalab.losses import make_pixel_loss
+from chromalab.models import create_model
+from chromalab.training.config import TrainConfig
+from chromalab.training.objective import warmup_cosine
+from chromalab.training.trainer import train
+from tests.conftest import synthetic_photo
+
+
+def tiny_config(photo_dir: Path, out: Path, **sections: dict) -> TrainConfig:
+    config = TrainConfig.from_dict({
+        "model": {"name": "unet-tiny"},
+        "data": {"path": str(photo_dir), "size": 32, "batch_size": 4, "workers": 0, "val_fraction": 0.2},
+        "trainer": {"epochs": 1, "progress": False, "accelerator": "cpu", "devices": 1, "samples": 2},
+        "optim": {"warmup_steps": 1},
+        "out": str(out),
+    })
+    for section, values in sections.items():
+        for key, value in values.items():
+            config.set(f"{section}.{key}", value)
+    return config
+
+
+def test_pixel_losses_match_their_definitions() -> None:
+    prediction, target = torch.tensor([0.0, 0.5, 3.0]), torch.zeros(3)
+    assert make_pixel_loss("l1")(prediction, target) == pytest.approx(3.5 / 3)
+    assert make_pixel_loss("l2")(prediction, target) == pytest.approx((0.25 + 9) / 3)
+    # Huber(delta=1): 0.5 x^2 inside, delta (|x| - delta / 2) outside.
+    assert make_pixel_loss("huber", 1.0)(prediction, target) == pytest.approx((0.125 + 2.5) / 3)
+    assert make_pixel_loss("l1+l2")(prediction, target) == pytest.approx(3.5 / 3 + 9.25 / 3)
+    with pytest.raises(ValueError, match="unknown pixel loss"):
+        make_pixel_loss("l3")
+
+
+def test_warmup_then_cosine_schedule() -> None:
+    schedule = warmup_cosine(warmup_steps=10, total_steps=110, min_ratio=0.1)
+    assert schedule(0) == pytest.approx(0.1) and schedule(9) == pytest.approx(1.0)
+    assert schedule(10) == pytest.approx(1.0)
+    assert schedule(60) == pytest.approx(0.55)  # half way through the cosine
+    assert schedule(110) == pytest.approx(0.1) and schedule(500) == pytest.approx(0.1)
+
+
+def test_config_yaml_overrides_and_errors(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("model:\n  name: unet\n  kwargs: {depth: 3}\noptim:\n  lr: 0.01\n")
+    config = TrainConfig.from_yaml(path)
+    assert config.model.kwargs == {"depth": 3} and config.optim.lr == 0.01
+    config.set("optim.lr", "3e-4")
+    config.set("model.kwargs.width", "8")
+    config.set("trainer.val_every", "0.5")
+    assert config.optim.lr == 3e-4 and config.model.kwargs["width"] == 8 and config.trainer.val_every == 0.5
+    again = TrainConfig.from_dict(yaml.safe_load(config.to_yaml()))
+    assert again.to_dict() == config.to_dict()
+    with pytest.raises(ChromalabError, match="unknown option 'optim.learning_rate'"):
+        config.set("optim.learning_rate", 1)
+    with pytest.raises(ChromalabError, match="expects int"):
+        config.set("data.batch_size", "many")
+    path.write_text("model: [unclosed")
+    with pytest.raises(ChromalabError, match="invalid YAML"):
+        TrainConfig.from_yaml(path)
+
+
+def test_tiny_unet_overfits_four_photos() -> None:
+    torch.manual_seed(0)
+    photos = torch.stack([
+        torch.from_numpy(__import__("numpy").array(synthetic_photo(i, 32, 32))).permute(2, 0, 1) for i in range(4)
+    ])
+    rgb = uint8_to_float(photos)
+    l_norm = rgb_to_l_norm(rgb)
+    from chromalab.color import get_color_space
+
+    target = get_color_space("lab").target(rgb)
+    net = create_model("unet-tiny", out_channels=2)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = F.l1_loss(net(l_norm), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def test_run_folder_contents_and_self_contained_checkpoints(tiny_model: Path) -> None:
+    run = tiny_model
+    for name in ("config.yaml", "model.safetensors", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "logs/metrics.csv", "samples/latest.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    saved = TrainConfig.from_yaml(run / "config.yaml")
+    assert saved.model.name == "unet-tiny" and saved.data.size == 32
+    # Each model file alone rebuilds the same network.
+    x = torch.linspace(-1, 1, 32 * 32).reshape(1, 1, 32, 32)
+    outputs = []
+    for path in (run / "model.safetensors", run / "checkpoints" / "best.ckpt", run):
+        net, spec = load_network(path)
+        assert spec.name == "unet-tiny" and spec.color_space == "lab" and spec.size == 32
+        outputs.append(net(x))
+    torch.testing.assert_close(outputs[0], outputs[1])
+    torch.testing.assert_close(outputs[0], outputs[2])
+    header = (run / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "val/loss" in header
+
+
+def test_resume_continues_from_last_checkpoint(photo_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(photo_dir, tmp_path / "run")
+    train(config)
+    first = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=False)
+    config.trainer.epochs = 2
+    train(config, resume="last")
+    second = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=False)
+    assert first["epoch"] == 0 and second["epoch"] == 1
+    assert second["global_step"] == 2 * first["global_step"]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(photo_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ChromalabError, match="no checkpoint to resume from"):
+        train(tiny_config(photo_dir, tmp_path / "fresh"), resume="last")
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ChromalabError, match="no such folder"):
+        train(tiny_config(tmp_path / "nowhere", tmp_path / "run"))
+
+
+@pytest.mark.parametrize("loss", ["l2", "huber"])
+def test_training_in_other_losses_and_rgb_loss_space(photo_dir: Path, tmp_path: Path, loss: str) -> None:
+    run = train(tiny_config(photo_dir, tmp_path / loss, loss={"pixel": loss, "space": "rgb"}))
+    assert (run / "model.safetensors").is_file()
