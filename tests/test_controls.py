@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -300,6 +301,10 @@ def test_samples_on_a_dropout_model_writes_distinct_variants(dropout_model: Path
     again = sample_variants(colorizer, [photo], 2)[0]
     assert np.array_equal(np.asarray(again[1]), np.asarray(variants[1]))
     assert not any(m.training for m in colorizer.net.modules())
+    # An exported backend (ONNX) has its dropout frozen; sampling falls back to the network.
+    exported = copy.deepcopy(colorizer.net).eval()
+    frozen = Colorizer(colorizer.net, colorizer.spec, backend=lambda l_norm, **_: exported(l_norm))
+    assert mean_pairwise_delta_e(sample_variants(frozen, [photo], 2)[0]) > 0.1
 
 
 def test_samples_on_a_deterministic_model_is_a_one_line_error(tiny_model: Path, photo: Image.Image, tmp_path: Path,

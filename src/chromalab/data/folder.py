@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.progress import track
 
-from chromalab.data.images import BadImageError, is_grayscale, is_image_path, open_rgb
+from chromalab.data.images import BadImageError, is_image_path, is_monochrome, open_rgb
 
 
 def cache_dir() -> Path:
@@ -82,7 +82,8 @@ def _check_file(path: str) -> tuple[str, str]:
         image = open_rgb(path, draft_size=64)
     except BadImageError as error:
         return path, f"bad:{error.reason}"
-    return path, "gray" if is_grayscale(image) else "color"
+    # Toned prints (sepia, cyanotype) count as gray too: they carry no color to learn from.
+    return path, "gray" if is_monochrome(image) else "color"
 
 
 def _signature(path: Path) -> str:
@@ -101,7 +102,7 @@ def index_folder(
     if not root.exists():
         raise BadImageError(root, "no such file or folder")
     paths = list_images(root)
-    cache_file = cache_dir() / f"index-{hashlib.sha1(str(root).encode()).hexdigest()[:16]}.json"
+    cache_file = cache_dir() / f"index-v2-{hashlib.sha1(str(root).encode()).hexdigest()[:16]}.json"
     cached: dict[str, list[str]] = {}
     if use_cache and cache_file.exists():
         try:

@@ -271,6 +271,10 @@ def save_image_atomic(
     os.close(handle)
     try:
         image.save(temporary, format=image_format, **save_options)
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)

@@ -369,25 +369,30 @@ def evaluate_models(
     }
     results = []
     for name in colorizers:
-        summary: dict[str, float] = {}
+        fid = fid_from_statistics(reference, statistics[name]) if reference is not None else None
+        summary = _summary(suite.names, per_image[name], fid, count / seconds[name] if seconds[name] else math.inf)
         notes = list(suite.notes)
-        for metric in M.METRICS:
-            if metric not in suite.names:
-                continue
-            if metric == "fid":
-                summary["fid"] = fid_from_statistics(reference, statistics[name])  # type: ignore[arg-type]
-                if count < 2:
-                    notes.append("fid needs at least 2 photos")
-            elif metric == "images_per_s":
-                summary[metric] = count / seconds[name] if seconds[name] > 0 else math.inf
-            else:
-                values = [row[metric] for row in per_image[name] if metric in row]
-                summary[metric] = float(np.mean(values)) if values else math.nan
-        if count < 2048 and "fid" in summary:
-            notes.append(f"fid from {count} photos (< 2048, the feature size): compare only "
-                         "numbers measured on the same photos")
+        if fid is not None and count < 2048:
+            notes.append(f"fid from {count} photos (fewer than 2048, the feature size: biased upward); "
+                         "compare only FIDs measured on the same photos")
         results.append(EvaluationResult(name, summary, per_image[name], dict(settings), samples[name], notes))
     return results
+
+
+def _summary(names: set[str], rows: list[dict[str, Any]], fid: float | None, images_per_s: float) -> dict[str, float]:
+    """Set-level numbers in METRICS order: FID, speed, and the mean of each per-image metric."""
+    summary: dict[str, float] = {}
+    for metric in M.METRICS:
+        if metric not in names:
+            continue
+        if metric == "fid":
+            summary[metric] = math.nan if fid is None else fid
+        elif metric == "images_per_s":
+            summary[metric] = images_per_s
+        else:
+            values = [row[metric] for row in rows if metric in row]
+            summary[metric] = float(np.mean(values)) if values else math.nan
+    return summary
 
 
 def _check_outputs(name: str, colored: list[Image.Image], good: list[tuple[Path, Image.Image]]) -> list[torch.Tensor]:

@@ -175,23 +175,29 @@ def fit_gamut(l_norm: torch.Tensor, ab_norm: torch.Tensor, steps: int = 8) -> to
 
     Clipping RGB (what the final merge would do) shifts both lightness and hue of a color the
     controls pushed out of gamut; scaling its a*b* toward gray keeps both. A bisection on the
-    scale (``steps`` halvings: within 0.4 % of the largest in-gamut chroma) per pixel, because
-    the sRGB boundary has no closed form in Lab.
+    scale (``steps`` halvings: within 0.4 % of the largest in-gamut chroma), only for the
+    pixels that need it, because the sRGB boundary has no closed form in Lab.
     """
-    lightness = denormalize_l(l_norm)
-    ab = denormalize_ab(ab_norm)
 
-    def fits(scale: torch.Tensor) -> torch.Tensor:
-        rgb = kc.lab_to_rgb(torch.cat([lightness, ab * scale], dim=1), clip=False)
-        return ((rgb >= -1e-3) & (rgb <= 1.0 + 1e-3)).all(dim=1, keepdim=True)
+    def fits(lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        rgb = kc.lab_to_rgb(torch.cat([lightness, ab], dim=1), clip=False)
+        return ((rgb >= -1e-3) & (rgb <= 1.0 + 1e-3)).all(dim=1)
 
-    low, high = torch.zeros_like(lightness), torch.ones_like(lightness)
-    inside = fits(high)
+    lightness, ab = denormalize_l(l_norm), denormalize_ab(ab_norm)
+    outside = ~fits(lightness, ab)  # (B, h, w)
+    if not bool(outside.any()):
+        return ab_norm
+    # The out-of-gamut pixels as one (1, C, N, 1) column, so the search touches nothing else.
+    column_l = lightness.permute(0, 2, 3, 1)[outside].T[None, :, :, None]
+    column_ab = ab.permute(0, 2, 3, 1)[outside].T[None, :, :, None]
+    low, high = torch.zeros_like(column_l), torch.ones_like(column_l)
     for _ in range(steps):
         middle = (low + high) / 2.0
-        ok = fits(middle)
+        ok = fits(column_l, column_ab * middle)[:, None]
         low, high = torch.where(ok, middle, low), torch.where(ok, high, middle)
-    return normalize_ab(ab * torch.where(inside, high, low))
+    fitted = ab.permute(0, 2, 3, 1).clone()
+    fitted[outside] = (column_ab * low)[0, :, :, 0].T
+    return normalize_ab(fitted.permute(0, 3, 1, 2))
 
 
 # --- reference palette transfer ---------------------------------------------------------------

@@ -89,6 +89,9 @@ def sample_variants(
     if samples < 1:
         raise ChromalabError(f"--samples must be at least 1, got {samples}")
     mode = sampling_mode(colorizer.net)
+    if getattr(colorizer, "backend_name", "torch") != "torch":
+        # An exported graph has its dropout frozen and no generator: sample the PyTorch network.
+        colorizer = Colorizer(colorizer.net, colorizer.spec)
     variants: list[list[Image.Image]] = [[] for _ in images]
     for seed in range(samples):
         if mode == "generator":

@@ -1,0 +1,130 @@
+"""Speed and memory of the foundation: training and inference throughput, end-to-end photos.
+
+    python benchmarks/foundation.py [--model default] [--train-model unet] [--backend torch]
+
+Prints training images/s at 128 px, inference images/s at 256 px (batched), megapixels/s and
+seconds per photo end to end (load, infer at 256, save) on the 768x512 Kodak photos, the peak
+resident memory, and the memory of colorizing a 24-megapixel photo (in a child process, so the
+figure is that job's own peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev" / "kodak24"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def training_speed(model: str, size: int = 128, batch: int = 16, steps: int = 5) -> float:
+    from chromalab.training.config import TrainConfig
+    from chromalab.training.trainer import build_objective
+
+    objective = build_objective(TrainConfig.from_dict({"model": {"name": model}, "data": {"size": size}}))
+    objective.train()
+    optimizer = torch.optim.AdamW(objective.net.parameters(), lr=1e-4)
+    images = torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8)
+    for step in range(steps + 2):
+        if step == 2:
+            start = time.perf_counter()
+        l_norm, target, _ = objective.prepare_batch(images)
+        loss = objective.criterion(objective.net(l_norm), target, l_norm)["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def inference_speed(colorizer, size: int = 256, batch: int = 8, rounds: int = 5) -> float:
+    l_norm = torch.rand(batch, 1, size, size) * 2 - 1
+    colorizer.predict_ab(l_norm)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        colorizer.predict_ab(l_norm)
+    return batch * rounds / (time.perf_counter() - start)
+
+
+def end_to_end(model: str, backend: str) -> tuple[float, float]:
+    """Seconds per photo and megapixels/s for `chromalab colorize` work on the Kodak photos."""
+    from chromalab.data.images import open_rgb, save_image_atomic
+    from chromalab.inference.colorizer import Colorizer
+
+    colorizer = Colorizer.load(model, backend=backend)
+    photos = sorted(DEV.glob("*.png"))[:12]
+    if not photos:
+        raise SystemExit(f"no photos in {DEV}")
+    with tempfile.TemporaryDirectory() as out:
+        colorizer.colorize(open_rgb(photos[0]), size=256)  # warm-up
+        start = time.perf_counter()
+        pixels = 0
+        for path in photos:
+            image = open_rgb(path)
+            result = colorizer.colorize(image, size=256)
+            save_image_atomic(result, Path(out) / f"{path.stem}.jpg")
+            pixels += image.width * image.height
+        elapsed = time.perf_counter() - start
+    return elapsed / len(photos), pixels / elapsed / 1e6
+
+
+HUGE_PHOTO_JOB = """
+import resource, sys, tempfile, numpy as np
+from pathlib import Path
+from PIL import Image
+from chromalab.inference.colorizer import Colorizer
+from chromalab.data.images import open_rgb, save_image_atomic
+folder = Path(tempfile.mkdtemp())
+y, x = np.mgrid[0:4000, 0:6000]
+gray = ((x // 7 + y // 11) % 256).astype(np.uint8)
+Image.fromarray(gray).save(folder / "huge.png")
+del gray, x, y
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+colorizer = Colorizer.load(sys.argv[1], backend=sys.argv[2])
+result = colorizer.colorize(open_rgb(folder / "huge.png"), size=256)
+save_image_atomic(result, folder / "out.jpg")
+print(result.size, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def huge_photo_memory(model: str, backend: str) -> str:
+    output = subprocess.run([sys.executable, "-c", HUGE_PHOTO_JOB, model, backend],
+                            capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="default", help="model for the inference figures")
+    parser.add_argument("--train-model", default="unet", help="registry name for the training figure")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    parser.add_argument("--skip-huge", action="store_true", help="skip the 24-megapixel memory test")
+    args = parser.parse_args()
+    from chromalab.inference.colorizer import Colorizer
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"training   {args.train_model:>8} @128: {training_speed(args.train_model):6.1f} images/s (batch 16)")
+    for backend in ("torch", "onnx"):
+        colorizer = Colorizer.load(args.model, backend=backend)
+        print(f"inference  {args.model:>8} @256: {inference_speed(colorizer):6.1f} images/s (batch 8, {backend})")
+        seconds, megapixels = end_to_end(args.model, backend)
+        print(f"end to end {args.model:>8} 768x512: {seconds:6.3f} s/photo, {megapixels:5.2f} MP/s "
+              f"(load + infer at 256 + save JPEG, {backend})")
+    print(f"peak memory of this process: {peak_rss_mb():.0f} MB")
+    if not args.skip_huge:
+        size, before, after = huge_photo_memory(args.model, args.backend).rsplit(" ", 2)
+        print(f"24-megapixel photo {size}: peak memory {float(after):.0f} MB "
+              f"({float(before):.0f} MB before loading the model)")
+
+
+if __name__ == "__main__":
+    main()
