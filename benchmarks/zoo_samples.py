@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 from rich.progress import track
 
@@ -37,8 +38,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1, help="colorizations per photo (seeds 0..N-1)")
     parser.add_argument("--size", type=int, default=None, help="network resolution (default: the model's)")
     parser.add_argument("--tile", type=int, default=128, help="tile size in the sheet")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="predict() option, e.g. sampler=ddpm, steps=100, temperature=0.5 (repeatable)")
     parser.add_argument("--out", default="docs/images")
     args = parser.parse_args()
+    options = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.option)}
 
     colorizer = Colorizer.load(args.run)
     # Evenly spaced through the sorted folder: ImageNet-style names group by class.
@@ -49,7 +53,7 @@ def main() -> None:
     columns: list[list[Image.Image]] = []
     for seed in track(range(args.samples), description=f"colorizing ({args.name})"):
         generator = torch.Generator().manual_seed(seed)
-        columns.append(colorizer.colorize_images(grays, size=args.size, generator=generator))
+        columns.append(colorizer.colorize_images(grays, size=args.size, generator=generator, **options))
 
     rows = [[tile(gray, args.tile)] + [tile(column[i], args.tile) for column in columns] + [tile(photos[i], args.tile)]
             for i, gray in enumerate(grays)]

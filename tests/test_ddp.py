@@ -21,7 +21,7 @@ def test_two_process_ddp_training_on_cpu(photo_dir: Path, tmp_path: Path) -> Non
         "--size", "32", "--batch-size", "2", "--epochs", "1", "--workers", "0", "--val-fraction", "0.2",
         "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--out", str(out), "--no-progress",
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "training finished" in result.stdout
     # 10 training photos, batch 2 per process, 2 processes: 2 or 3 steps (DistributedSampler pads).

@@ -125,6 +125,12 @@ def test_resume_continues_from_last_checkpoint(photo_dir: Path, tmp_path: Path) 
     second = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=False)
     assert first["epoch"] == 0 and second["epoch"] == 1
     assert second["global_step"] == 2 * first["global_step"]
+    # The metric log of the first part survives the resume (Lightning's CSVLogger would delete it).
+    import csv
+
+    with (tmp_path / "run/logs/metrics.csv").open() as handle:
+        epochs = {row["epoch"] for row in csv.DictReader(handle) if row.get("val/loss")}
+    assert epochs == {"0", "1"}
 
 
 def test_resume_without_checkpoint_is_a_clear_error(photo_dir: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 # Command-line flag -> dotted config path. Flags given override the YAML file.
 FLAGS: dict[str, tuple[str, type, str]] = {
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = resolve_config(args)
     run_dir = train(config, resume=args.resume)
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return 0  # DDP worker processes: rank 0 reports
     print(f"training finished: model {run_dir / 'model.safetensors'}, samples {run_dir / 'samples'}, "
           f"logs {run_dir / 'logs'}")
     return 0

@@ -331,6 +331,13 @@ class FrameColorizer:
         return results
 
 
+def _new_file_mode() -> int:
+    """The permissions a plainly created file gets (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def colorize_video(
     colorizer: Colorizer,
     source: str | Path,
@@ -367,6 +374,7 @@ def colorize_video(
         with _open_input(source) as container:
             report = _transcode(container, source, Path(temporary), target, colorizer, size, batch_size,
                                 ab_transform, temporal, on_progress, on_frame, options)
+        os.chmod(temporary, _new_file_mode())  # mkstemp's 0600 would hide the video from others
         os.replace(temporary, target)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ and ``last``), ``logs/metrics.csv``, TensorBoard events in ``tb/``, sample grids
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -65,6 +66,39 @@ def resolve_resume(config: TrainConfig, resume: str | None) -> str | None:
     if not path.is_file():
         raise ChromalabError(f"{path}: no checkpoint to resume from")
     return str(path)
+
+
+def set_aside_metric_log(run_dir: Path) -> None:
+    """Lightning's CSVLogger deletes an existing metrics.csv: keep it as a numbered part."""
+    current = run_dir / "logs" / "metrics.csv"
+    if current.is_file():
+        part = 1
+        while (run_dir / "logs" / f"metrics-part{part}.csv").exists():
+            part += 1
+        current.rename(run_dir / "logs" / f"metrics-part{part}.csv")
+
+
+def merge_metric_logs(run_dir: Path) -> None:
+    """Join the parts of a resumed run and the new log into one metrics.csv, in step order."""
+    import csv
+
+    logs = run_dir / "logs"
+    parts = sorted(logs.glob("metrics-part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics-part")))
+    if not parts:
+        return
+    rows: list[dict[str, str]] = []
+    fields: list[str] = []
+    for path in [*parts, logs / "metrics.csv"]:
+        if path.is_file():
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                fields += [f for f in reader.fieldnames or [] if f not in fields]
+                rows += list(reader)
+    rows.sort(key=lambda row: int(float(row.get("step") or 0)))
+    with (logs / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def build_trainer(
@@ -129,10 +163,15 @@ def train(
     ckpt_path = resolve_resume(config, resume)
     datamodule = build_datamodule(config)
     objective = build_objective(config)
+    first_process = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    if ckpt_path and first_process:
+        set_aside_metric_log(run_dir)
     trainer = build_trainer(config, run_dir, not objective.automatic_optimization, callbacks)
     with warnings.catch_warnings():
         # Lightning's hints about worker counts and logging intervals are noise for tiny runs.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         trainer.fit(objective, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.is_global_zero:
+        merge_metric_logs(run_dir)
     return run_dir
