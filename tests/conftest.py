@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from PIL import Image
 
 # Deterministic and light: the suite shares 2 cores with whatever else runs.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-os.environ.setdefault("CHROMALAB_CACHE", str(Path(__file__).parent / ".cache-unused"))
+# Indexes and decoded caches of test runs never touch the user's cache (see _isolated_cache).
+os.environ.setdefault("CHROMALAB_CACHE", tempfile.mkdtemp(prefix="chromalab-test-cache-"))
 
 
 def synthetic_photo(seed: int, width: int = 48, height: int = 40) -> Image.Image:
