@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,17 +33,16 @@ class TruthColorizer:
 
     name = "perfect"
 
-    def __init__(self, truths: Sequence[Image.Image], exact: bool = False, noise: float = 0.0) -> None:
+    def __init__(self, truths: Sequence[Image.Image], noise: float = 0.0) -> None:
         self.by_gray = {to_image(gray_version(to_tensor(t)[None])[0]).tobytes(): t for t in truths}
-        self.exact = exact  # return the truth itself (not rebuilt on the gray's L*)
-        self.noise = noise
+        self.noise = noise  # > 0: return the truth itself plus Gaussian noise of this sigma
         self.rng = np.random.default_rng(0)
 
     def colorize_images(self, images: Sequence[Image.Image], size: int | None = None, **_: Any) -> list[Image.Image]:
         results = []
         for image in images:
             truth = self.by_gray[image.tobytes()]
-            if self.exact or self.noise:
+            if self.noise:
                 array = np.asarray(truth, dtype=np.float64) + self.rng.normal(0, self.noise, (truth.height, truth.width, 3))
                 results.append(Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8)))
                 continue
@@ -116,15 +114,14 @@ def test_full_resolution_and_unreadable_photos(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_fid_end_to_end_with_the_real_inception(photo_dir: Path) -> None:
-    # 5 photos x 4 sets = 20 Inception passes at 299 px (a few seconds on an idle 2-core box).
-    truths = _truths(photo_dir)[:5]
-    paths = collect_paths(photo_dir)[:5]
-    colorizers = {"same": TruthColorizer(truths, exact=True), "noisy": TruthColorizer(truths, noise=4.0),
-                  "gray": GrayBaseline()}
+    # 4 photos x 3 sets = 12 Inception passes at 299 px: the suite's only heavy network.
+    # (FID of a set against itself is checked on Gaussian features in test_metrics.)
+    paths = collect_paths(photo_dir)[:4]
+    truths = [load_photo(path, SIZE) for path in paths]
+    colorizers = {"noisy": TruthColorizer(truths, noise=4.0), "gray": GrayBaseline()}
     results = {r.name: r.summary["fid"] for r in evaluate_models(
         colorizers, paths, size=SIZE, metrics=["fid"], progress=False)}
-    assert abs(results["same"]) < 1e-2
-    assert results["gray"] > results["noisy"] > results["same"]
+    assert results["gray"] > results["noisy"] > 0
 
 
 # --- reports and commands ------------------------------------------------------------------
