@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-# Deterministic and light: the suite shares 2 cores with whatever else runs.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tiny tensors gain nothing from a second thread, and thread hand-offs cost a lot whenever
+# the machine is busy: one thread keeps the suite fast and its timing steady.
+torch.set_num_threads(1)
 # Indexes and decoded caches of test runs never touch the user's cache (see _isolated_cache).
 os.environ.setdefault("CHROMALAB_CACHE", tempfile.mkdtemp(prefix="chromalab-test-cache-"))
 

@@ -141,7 +141,11 @@ def test_page_colorizes_compares_adjusts_and_downloads(server: str, photos: dict
                     else outside_requests.append(request.url))
             page.goto(server)
             page.wait_for_selector("body.ready")
-            expect(page.locator("#model option")).to_have_count(1)
+            # The --model given comes first and is selected; the shipped model, if present, follows.
+            options = page.locator("#model option")
+            assert options.count() >= 1
+            assert "tiny" in (options.first.get_attribute("title") or "")
+            assert page.input_value("#model") == options.first.get_attribute("value")
 
             # One gray photo in: a colored, full-size result out, with the wipe in place.
             page.set_input_files("#file-input", str(photos["gray"]))

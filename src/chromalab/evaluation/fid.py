@@ -18,7 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 
@@ -90,15 +89,20 @@ class FeatureStatistics:
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """||mu1 - mu2||² + Tr(S1 + S2 - 2 (S1 S2)^½) between two Gaussians."""
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        # Nearly singular product (few images): regularize as pytorch-fid does.
-        offset = np.eye(len(sigma1)) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    covmean = np.real(covmean)  # sqrtm leaves tiny imaginary parts from rounding
+    """||mu1 - mu2||² + Tr(S1 + S2 - 2 (S1 S2)^½) between two Gaussians.
+
+    Tr((S1 S2)^½) equals Tr((A S2 A)^½) with A = S1^½, and A S2 A is symmetric: two symmetric
+    eigendecompositions (torch, float64) replace scipy's general sqrtm of S1 S2, which is about
+    ten times slower for 2048-d features and needs the imaginary-part clean-up.
+    """
+    s1 = torch.from_numpy(np.asarray(sigma1, dtype=np.float64))
+    s2 = torch.from_numpy(np.asarray(sigma2, dtype=np.float64))
+    values, vectors = torch.linalg.eigh(s1)
+    root = (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+    product = root @ s2 @ root
+    trace_covmean = torch.linalg.eigvalsh((product + product.T) / 2).clamp_min(0).sqrt().sum().item()
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
 
 
 def fid_from_statistics(reference: FeatureStatistics, other: FeatureStatistics) -> float:

@@ -20,16 +20,17 @@ only the conditioning and the resolution handling are chromalab's:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from chromalab.models.base import ColorizationNet
 from chromalab.models.blocks import pad_to_multiple
 from chromalab.models.registry import register_model
+
+if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -64,6 +65,10 @@ class DiffusionColorizer(ColorizationNet):
         self.beta_schedule = beta_schedule
         self.sampler = sampler
         self.steps = steps
+        # diffusers is imported here, not at module level: it takes seconds, and every model
+        # module is imported whenever the registry is consulted.
+        from diffusers import UNet2DModel
+
         widths = tuple(int(w) for w in widths)
         self.levels = len(widths)
         self.denoiser = UNet2DModel(
@@ -79,8 +84,10 @@ class DiffusionColorizer(ColorizationNet):
         self.noise_scheduler = self.make_scheduler("ddpm")
 
     # --- the noise schedule ----------------------------------------------------------------
-    def make_scheduler(self, sampler: str) -> SchedulerMixin:
+    def make_scheduler(self, sampler: str) -> "SchedulerMixin":
         """A fresh diffusers scheduler (sampling mutates its timestep state)."""
+        from diffusers import DDIMScheduler, DDPMScheduler
+
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; use {' or '.join(SAMPLERS)}")
         options: dict[str, Any] = {

@@ -64,9 +64,9 @@ class ClassificationObjective(ColorizationObjective):
         config["model"]["kwargs"] = {"temperature": section.get("temperature", 0.38)} | dict(
             config["model"].get("kwargs") or {}
         )
-        super().__init__(config)
-        if self.space.name != "lab":
+        if (config["model"].get("color_space") or "lab").lower() != "lab":
             raise ChromalabError("the classify model classifies a*b* cells: train it with color_space lab")
+        super().__init__(config)
         self.register_buffer("centers", bin_centers(), persistent=False)
         self.register_buffer("bin_weights", torch.ones(NUM_BINS))
         self.register_buffer("empirical", torch.zeros(NUM_BINS))  # p~, kept for inspection

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from chromalab.errors import ChromalabError
+from chromalab.models.diffusion import SAMPLERS
 from chromalab.training.objective import ColorizationObjective, register_objective
 
 VALIDATION_TIMESTEPS = 10  # the fixed t grid of val/loss
@@ -35,6 +37,9 @@ class DiffusionObjective(ColorizationObjective):
     def __init__(self, config: dict[str, Any]) -> None:
         config = copy.deepcopy(config)
         config["model"]["kwargs"] = diffusion_kwargs(config)
+        sampler = config["model"]["kwargs"]["sampler"]
+        if sampler not in SAMPLERS:
+            raise ChromalabError(f"diffusion.sampler {sampler!r}: use {' or '.join(SAMPLERS)}")
         # The saved hyper-parameters (and so .ckpt files) now rebuild the same sampler too.
         super().__init__(config)
 
