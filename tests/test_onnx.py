@@ -1,0 +1,47 @@
+"""ONNX export and the onnxruntime backend agree with PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from chromalab.cli import main
+from chromalab.errors import ChromalabError
+from chromalab.inference.colorizer import Colorizer
+from chromalab.inference.onnx_backend import OnnxBackend, export_onnx
+from tests.conftest import synthetic_photo
+
+
+def test_export_and_backends_agree(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tiny.onnx"
+    assert main(["export", "--model", str(tiny_model), "--format", "onnx", "--out", str(out)]) == 0
+    assert "max |difference|" in capsys.readouterr().out
+    torch_colorizer = Colorizer.load(tiny_model, backend="torch")
+    backend = OnnxBackend(out)
+    l_norm = torch.rand(3, 1, 40, 56, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    expected = torch_colorizer.net.predict(l_norm)
+    assert (backend(l_norm) - expected).abs().max() < 1e-2  # any batch size and image size
+    onnx_colorizer = Colorizer(torch_colorizer.net, torch_colorizer.spec, backend=backend)
+    photo = synthetic_photo(3)
+    a = np.asarray(torch_colorizer.colorize(photo), int)
+    b = np.asarray(onnx_colorizer.colorize(photo), int)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_shipped_model_has_a_matching_onnx_export() -> None:
+    torch_colorizer = Colorizer.load("default", backend="torch")
+    onnx_colorizer = Colorizer.load("default", backend="auto")
+    assert onnx_colorizer.backend_name == "onnx"  # the shipped export makes auto pick onnxruntime
+    l_norm = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert (onnx_colorizer.predict_ab(l_norm) - torch_colorizer.predict_ab(l_norm)).abs().max() < 1e-2
+
+
+def test_sampling_models_refuse_onnx_export() -> None:
+    from chromalab.models import create_model
+
+    net = create_model("vae", out_channels=2)
+    with pytest.raises(ChromalabError, match="cannot be exported"):
+        export_onnx(net, Path("/nonexistent/x.onnx"))
