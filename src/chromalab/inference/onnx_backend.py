@@ -20,6 +20,7 @@ from chromalab.errors import ChromalabError
 from chromalab.models.base import ColorizationNet
 
 OPSET = 17
+PAD_MULTIPLE = 64  # covers every registered network's total stride; export sizes are multiples of it
 
 
 def exportable(net: nn.Module) -> bool:
@@ -35,6 +36,7 @@ def export_onnx(net: nn.Module, path: str | Path, size: int = 256) -> Path:
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    size = -(-size // PAD_MULTIPLE) * PAD_MULTIPLE  # so the traced in-graph padding is zero
     example = torch.zeros(1, 1, size, size)
     tmp = path.with_name(f".{path.name}.tmp")
     with warnings.catch_warnings(), torch.no_grad():
@@ -71,8 +73,13 @@ class OnnxBackend:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
-        (prediction,) = self.session.run(None, {"l_norm": np.ascontiguousarray(l_norm.cpu().numpy(), dtype=np.float32)})
-        return torch.from_numpy(prediction)
+        # The networks pad odd sizes to a multiple of their stride in Python, which the ONNX
+        # tracer freezes at the export size; padding here keeps the graph's own padding at 0.
+        from chromalab.models.blocks import pad_to_multiple
+
+        padded, (height, width) = pad_to_multiple(l_norm.cpu(), PAD_MULTIPLE)
+        (prediction,) = self.session.run(None, {"l_norm": np.ascontiguousarray(padded.numpy(), dtype=np.float32)})
+        return torch.from_numpy(prediction)[..., :height, :width]
 
 
 def cached_onnx_path(model_file: Path) -> Path:
