@@ -60,7 +60,7 @@ def main() -> None:
     labels = ["gray"] + [f"seed {s}" if args.samples > 1 else "colorized" for s in range(args.samples)] + ["truth"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    grid_image(rows, labels).save(out / f"zoo-{args.name}.png")
+    grid_image(rows, labels).save(out / f"zoo-{args.name}.png", optimize=True)
     print(f"wrote {out / f'zoo-{args.name}.png'}")
 
     def ab(images: list[Image.Image]) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from chromalab.checkpoint import load_network, save_network
 from chromalab.color import rgb_to_l_norm, uint8_to_float
 from chromalab.inference.colorizer import Colorizer
-from chromalab.models import count_parameters, list_models
+from chromalab.models import count_parameters, list_models, model_entry
 from chromalab.models.classify import NUM_BINS
 from chromalab.training.config import TrainConfig
 from chromalab.training.objective import ColorizationObjective, objective_class
@@ -74,8 +74,6 @@ def _one_thread() -> Iterator[None]:
 def build(name: str) -> ColorizationObjective:
     """One freshly initialized objective (and network) per model, seeded."""
     if name not in _OBJECTIVES:
-        from chromalab.models import model_entry
-
         torch.manual_seed(0)
         _OBJECTIVES[name] = objective_class(model_entry(name).objective)(tiny_config(name))
     return _OBJECTIVES[name]
@@ -130,7 +128,7 @@ def _trainer(steps: int) -> L.Trainer:
 @pytest.mark.parametrize("name", MODELS)
 def test_own_objective_reduces_loss_on_a_fixed_batch(name: str) -> None:
     torch.manual_seed(0)
-    objective = objective_class(_entry(name).objective)(tiny_config(name))
+    objective = objective_class(model_entry(name).objective)(tiny_config(name))
     batch = photo_batch(4)
     loader = torch.utils.data.DataLoader([batch], batch_size=None)
     before = _trainer(0).validate(objective, loader, verbose=False)[0]["val/loss"]
@@ -138,12 +136,6 @@ def test_own_objective_reduces_loss_on_a_fixed_batch(name: str) -> None:
     after = _trainer(0).validate(objective, loader, verbose=False)[0]["val/loss"]
     assert np.isfinite(after)
     assert after < before, f"{name}: val/loss {before:.4f} -> {after:.4f} after {TRAIN_STEPS} steps"
-
-
-def _entry(name: str):  # -> ModelEntry
-    from chromalab.models import model_entry
-
-    return model_entry(name)
 
 
 @pytest.mark.parametrize("name", MODELS)
