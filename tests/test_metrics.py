@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -120,6 +121,18 @@ def test_frechet_distance_matches_closed_form_for_diagonal_gaussians() -> None:
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
     assert frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(expected, rel=1e-9)
     assert frechet_distance(mu1, np.diag(var1), mu1, np.diag(var1)) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("samples", [10, 200])  # rank-deficient and full-rank covariances
+def test_frechet_distance_matches_the_scipy_sqrtm_formula(samples: int) -> None:
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(samples, 32)) @ rng.normal(size=(32, 32))
+    y = rng.gamma(2.0, size=(samples, 32)) @ rng.normal(size=(32, 32))
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    mu1, mu2 = x.mean(axis=0), y.mean(axis=0)
+    covmean = np.real(scipy.linalg.sqrtm(s1 @ s2))
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
 
 
 def test_streamed_statistics_equal_numpy_mean_and_cov() -> None:

@@ -21,6 +21,7 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "limit": ("data.limit", int, "use at most this many training photos"),
     "epochs": ("trainer.epochs", int, "epochs"),
     "max_steps": ("trainer.max_steps", int, "stop after this many optimizer steps"),
+    "max_time": ("trainer.max_time", str, "stop after this wall-clock time, DD:HH:MM:SS"),
     "lr": ("optim.lr", float, "peak learning rate (AdamW)"),
     "weight_decay": ("optim.weight_decay", float, "AdamW weight decay"),
     "warmup_steps": ("optim.warmup_steps", int, "linear warm-up steps before cosine decay"),

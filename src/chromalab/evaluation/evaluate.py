@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_COUNT = 8  # photos kept for the sample sheet, spread evenly over the set
 SAMPLE_SIDE = 256  # longest side of a kept sample (full-resolution runs keep thumbnails)
-PER_IMAGE_METRICS = ("colorfulness", "colorfulness_truth", "delta_colorfulness", "psnr", "ssim",
-                     "ssim_ab", "ciede2000", "lpips", "delta_l")
 
 
 class ColorizerLike(Protocol):

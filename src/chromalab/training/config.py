@@ -62,6 +62,9 @@ class OptimConfig:
 class TrainerConfig:
     epochs: int = 10
     max_steps: int = -1
+    # Wall-clock limit, Lightning's "DD:HH:MM:SS" (e.g. "00:01:40:00"): equal-time comparisons.
+    # The LR schedule is still laid out over `epochs`; pick epochs that roughly fill the time.
+    max_time: str | None = None
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1

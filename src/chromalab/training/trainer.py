@@ -130,6 +130,7 @@ def build_trainer(
         default_root_dir=run_dir,
         max_epochs=t.epochs,
         max_steps=t.max_steps,
+        max_time=t.max_time,
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
