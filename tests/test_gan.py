@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import csv
 import math
@@ -20,15 +19,6 @@ from chromalab.models.discriminators import DISCRIMINATORS, create_discriminator
 from chromalab.models.registry import create_model, list_models
 from chromalab.training.config import TrainConfig
 from chromalab.training.trainer import build_objective, objective_name, train
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tensors here are tiny: a second thread only adds synchronization, which on a busy
-    # machine costs far more than it saves.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 SMALL_D = {

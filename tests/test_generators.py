@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import pytest
 import torch
@@ -12,15 +11,6 @@ from chromalab.models.attention import CrissCrossAttention
 from chromalab.models.registry import create_model, model_entry
 from chromalab.models.unet import UNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tensors here are tiny: a second thread only adds synchronization, which on a busy
-    # machine costs far more than it saves.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(

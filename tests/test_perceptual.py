@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Iterator
 
 import pytest
 import torch
@@ -19,14 +18,6 @@ NAMES = ["effnet", pytest.param("stlpips", marks=pytest.mark.skipif(
     importlib.util.find_spec("stlpips_pytorch") is None, reason="optional extra stlpips-pytorch not installed"
 ))]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Small images: a second thread only adds synchronization on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ whose defaults are slow gets a small configuration in TINY_KWARGS.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -60,15 +60,6 @@ def photo_batch(count: int = 4, size: int = SIZE) -> torch.Tensor:
 
 _OBJECTIVES: dict[str, ColorizationObjective] = {}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from intra-op threads, and on a busy machine two spinning
-    # threads make every step several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(name: str) -> ColorizationObjective:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import types
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -32,13 +31,6 @@ from chromalab.training.classification import (
 from chromalab.training.config import TrainConfig
 from tests.conftest import synthetic_photo
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_l(batch: int = 2, height: int = 32, width: int = 32, seed: int = 0) -> torch.Tensor:

@@ -14,6 +14,7 @@ from chromalab.color import rgb_to_l_norm, uint8_to_float
 from chromalab.errors import ChromalabError
 from chromalab.losses import make_pixel_loss
 from chromalab.models import create_model
+from chromalab.training.callbacks import SaveFinalState
 from chromalab.training.config import TrainConfig
 from chromalab.training.objective import warmup_cosine
 from chromalab.training.trainer import train
@@ -131,6 +132,32 @@ def test_resume_continues_from_last_checkpoint(photo_dir: Path, tmp_path: Path) 
     with (tmp_path / "run/logs/metrics.csv").open() as handle:
         epochs = {row["epoch"] for row in csv.DictReader(handle) if row.get("val/loss")}
     assert epochs == {"0", "1"}
+
+
+def test_a_mid_epoch_stop_keeps_the_final_state(photo_dir: Path, tmp_path: Path) -> None:
+    run = train(tiny_config(photo_dir, tmp_path / "run", trainer={"epochs": 5, "max_steps": 1}))
+    state = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
+    assert state["global_step"] == 1
+    assert (run / "model.safetensors").is_file()
+
+
+def test_final_state_is_saved_only_when_the_last_save_is_stale(tmp_path: Path) -> None:
+    # A max_time stop mid-epoch can end fitting without any save of its last steps.
+    class FakeTrainer:
+        global_step = 7
+        saved: list[Path] = []
+
+        def save_checkpoint(self, path: Path) -> None:
+            self.saved.append(path)
+
+    trainer = FakeTrainer()
+    callback = SaveFinalState(tmp_path / "last.ckpt")
+    callback.on_save_checkpoint(trainer, None, {})  # type: ignore[arg-type]
+    callback.on_fit_end(trainer, None)  # type: ignore[arg-type]
+    assert trainer.saved == []  # the epoch-end save already holds step 7
+    trainer.global_step = 9
+    callback.on_fit_end(trainer, None)  # type: ignore[arg-type]
+    assert trainer.saved == [tmp_path / "last.ckpt"]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(photo_dir: Path, tmp_path: Path) -> None:

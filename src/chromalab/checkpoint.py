@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from chromalab import __version__
+from chromalab.atomic import atomic_target
 from chromalab.color import NORMALIZATION, get_color_space
 from chromalab.errors import ChromalabError
 from chromalab.models.registry import create_model, model_entry
@@ -75,9 +76,8 @@ def save_network(
             tensor = tensor.half()
         tensors[name] = tensor
     metadata = {"format": FORMAT, "spec": spec.to_json(), "chromalab_version": __version__}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_target(path) as temporary:  # safetensors alone would leave the file owner-only
+        save_file(tensors, str(temporary), metadata=metadata)
     return path
 
 

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     from chromalab.data.images import open_rgb, save_image_atomic
     from chromalab.data.samples import sample_photo_paths

@@ -8,13 +8,13 @@ a decompression-bomb limit, grayscale detection, and atomic writes that never cl
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from chromalab.atomic import atomic_target
 from chromalab.errors import BadImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
@@ -267,17 +267,8 @@ def save_image_atomic(
         raise BadImageError(path, f"unsupported output format {path.suffix!r}")
     if image_format == "JPEG":
         save_options.setdefault("quality", 95)
-    handle, temporary = tempfile.mkstemp(prefix=".chromalab-", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
     try:
-        image.save(temporary, format=image_format, **save_options)
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise BadImageError(path, f"cannot write ({error.strerror or error})") from None
-        raise
+        with atomic_target(path) as temporary:
+            image.save(temporary, format=image_format, **save_options)
+    except OSError as error:
+        raise BadImageError(path, f"cannot write ({error.strerror or error})") from None

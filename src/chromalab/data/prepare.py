@@ -20,7 +20,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from chromalab.atomic import write_text_atomic
 from chromalab.data.explore import map_in_order
 from chromalab.data.folder import list_images
 from chromalab.data.images import (
@@ -40,7 +40,7 @@ from chromalab.data.images import (
     resize_center_crop,
     save_image_atomic,
 )
-from chromalab.data.shards import ShardItem, file_mode, shard_key, shard_pattern, write_shards
+from chromalab.data.shards import ShardItem, shard_key, shard_pattern, write_shards
 from chromalab.errors import ChromalabError
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,6 @@ def examine_source(src: str, relative: str, output: str | None, options: Prepare
     if output is not None and is_candidate(facts, options):
         try:
             save_image_atomic(resize_for_output(image, options.size, options.crop), Path(output), overwrite=True)
-            os.chmod(output, file_mode())  # a training set is often read by other users
         except BadImageError as error:
             facts.write_error = error.reason
     return facts
@@ -242,15 +241,7 @@ def load_journal(dst: Path) -> dict[str, SourceFacts]:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=".chromalab-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as out:
-            out.write(text)
-        os.chmod(temporary, file_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def check_settings(dst: Path, options: PrepareOptions) -> None:

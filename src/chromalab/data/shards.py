@@ -28,7 +28,6 @@ import os
 import random
 import re
 import tarfile
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +39,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from chromalab.atomic import atomic_target
 from chromalab.data.dataset import default_workers
 from chromalab.data.folder import in_validation_split
 from chromalab.data.images import resize_center_crop
@@ -141,17 +141,6 @@ class ShardItem:
     metadata: dict[str, Any]  # stored as <key>.json
 
 
-@functools.lru_cache(maxsize=1)
-def file_mode() -> int:
-    """rw for everyone the umask allows: temporary files (mkstemp) start owner-only.
-
-    Read once per process (reading the umask means setting it for an instant).
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -200,19 +189,11 @@ def write_shards(
     for index in track(range(count), description="Writing shards", disable=not progress):
         batch = order[index * per_shard : (index + 1) * per_shard]
         target = folder / names[index]
-        handle, temporary = tempfile.mkstemp(prefix=".chromalab-", suffix=".tar", dir=folder)
-        os.close(handle)
-        try:
-            # The default (pax) format writes plain ustar headers unless a name needs more.
-            with tarfile.open(temporary, "w") as tar:
-                for item in batch:
-                    _add_member(tar, item.key + item.path.suffix.lower(), item.path.read_bytes())
-                    _add_member(tar, item.key + ".json", json.dumps(item.metadata, sort_keys=True).encode())
-            os.chmod(temporary, file_mode())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        # The default (pax) format writes plain ustar headers unless a name needs more.
+        with atomic_target(target) as temporary, tarfile.open(temporary, "w") as tar:
+            for item in batch:
+                _add_member(tar, item.key + item.path.suffix.lower(), item.path.read_bytes())
+                _add_member(tar, item.key + ".json", json.dumps(item.metadata, sort_keys=True).encode())
         written.append(target)
     for stale in folder.iterdir():
         match = SHARD_PATTERN.search(stale.name)

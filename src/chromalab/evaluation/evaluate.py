@@ -297,6 +297,10 @@ def evaluate_models(
     samples = {name: Samples() for name in colorizers}
     skipped: dict[str, str] = {}
     position = 0
+    # Without a terminal (logs, CI) the bar is off: a line every tenth of the set instead.
+    report_every = max(1, len(paths) // 10)
+    next_report = report_every
+    started = time.perf_counter()
 
     with Progress(TextColumn("evaluating {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), transient=True, disable=not progress) as bar:
@@ -351,6 +355,11 @@ def evaluate_models(
                     samples_of.gray.append(gray_small)
                     samples_of.truth.append(truth_small)
             bar.advance(task, len(good))
+            if not progress and position >= next_report:
+                elapsed = time.perf_counter() - started
+                log.info("evaluated %d/%d photos (%.0f s, about %.0f s left)", position, len(paths),
+                         elapsed, elapsed * (len(paths) - position) / position)
+                next_report += report_every
 
     count = len(paths) - len(skipped)
     if count == 0:

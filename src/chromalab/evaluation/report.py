@@ -10,13 +10,12 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
+from chromalab import atomic
 from chromalab.data.images import check_writable_folder, save_image_atomic
 from chromalab.errors import ChromalabError
 from chromalab.evaluation.metrics import DESCRIPTIONS, METRICS, best_index
@@ -185,15 +184,7 @@ def write_text_atomic(path: Path, text: str, overwrite: bool = False) -> Path:
     if path.exists() and not overwrite:
         raise ChromalabError(f"{path}: exists (use --overwrite or another --out)")
     check_writable_folder(path.parent)
-    handle, temporary = tempfile.mkstemp(prefix=".chromalab-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_text_atomic(path, text)
 
 
 def check_outputs_free(out_dir: Path, names: Sequence[str], overwrite: bool) -> None:

@@ -19,8 +19,6 @@ a failure (corrupt input, unsupported codec, Ctrl-C) never leaves a partial file
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from chromalab.atomic import atomic_target
 from chromalab.errors import ChromalabError
 from chromalab.inference.colorizer import (
     AbTransform,
@@ -331,13 +330,6 @@ class FrameColorizer:
         return results
 
 
-def _new_file_mode() -> int:
-    """The permissions a plainly created file gets (0666 less the umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def colorize_video(
     colorizer: Colorizer,
     source: str | Path,
@@ -368,16 +360,11 @@ def colorize_video(
     except OSError as error:
         raise ChromalabError(f"{target.parent}: cannot create output folder ({error.strerror})") from None
     started = time.perf_counter()
-    handle, temporary = tempfile.mkstemp(prefix=".chromalab-", suffix=target.suffix, dir=target.parent)
-    os.close(handle)
     try:
-        with _open_input(source) as container:
-            report = _transcode(container, source, Path(temporary), target, colorizer, size, batch_size,
+        with atomic_target(target) as temporary, _open_input(source) as container:
+            report = _transcode(container, source, temporary, target, colorizer, size, batch_size,
                                 ab_transform, temporal, on_progress, on_frame, options)
-        os.chmod(temporary, _new_file_mode())  # mkstemp's 0600 would hide the video from others
-        os.replace(temporary, target)
     except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
         if isinstance(error, (av.FFmpegError, OSError)) and not isinstance(error, ChromalabError):
             raise ChromalabError(f"{source}: {_ffmpeg_reason(error)} while colorizing the video") from None
         raise

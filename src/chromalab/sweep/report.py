@@ -23,6 +23,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from chromalab.atomic import atomic_target, write_text_atomic
 from chromalab.sweep.scoring import VAL_LOSS, metric_goal
 from chromalab.sweep.spec import ParamSpec, apply_params
 from chromalab.training.config import TrainConfig
@@ -128,9 +129,7 @@ def write_tables(study: optuna.Study, params: list[ParamSpec], metric: str, out:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)
 
 
 def _save(axes: Any, path: Path, width: float | None = None) -> Path:
@@ -139,10 +138,9 @@ def _save(axes: Any, path: Path, width: float | None = None) -> Path:
     figure = np.ravel(axes)[0].figure
     if width and width > figure.get_figwidth():
         figure.set_figwidth(width)  # room for many options; Optuna's colorbar scales along
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_target(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    tmp.replace(path)
     return path
 
 

@@ -101,21 +101,47 @@ class Throughput(L.Callback):
 
 
 class ExportModel(L.Callback):
-    """At the end of training write the best weights as ``model.safetensors`` in the run folder."""
+    """At the end of training write the weights as ``model.safetensors`` in the run folder.
 
-    def __init__(self, run_dir: Path) -> None:
+    The best-by-val/loss weights, except with ``final=True`` (GAN objectives): there val/loss
+    is the reconstruction term, which the adversarial phase trades away on purpose, so
+    "best" would pick a pre-training epoch; the final weights are the trained model.
+    """
+
+    def __init__(self, run_dir: Path, final: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        self.final = final
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         net = module.net
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        best = "" if self.final else getattr(trainer.checkpoint_callback, "best_model_path", "")
         if best and Path(best).is_file():
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             net = module.build_network()
             net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
         save_network(net, module.spec, self.run_dir / "model.safetensors")
+
+
+class SaveFinalState(L.Callback):
+    """Write ``last.ckpt`` when fitting ends, whatever ended it.
+
+    ModelCheckpoint saves at epoch ends; a run stopped mid-epoch by ``trainer.max_time`` was
+    seen to end without saving its final steps (the last checkpoint stayed at the previous
+    epoch), so ``--resume`` would redo them and the final weights were lost.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.saved_step = -1
+
+    def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict) -> None:
+        self.saved_step = trainer.global_step
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.global_step != self.saved_step:  # only when the last save is stale
+            trainer.save_checkpoint(self.path)  # every rank calls it; only rank zero writes
 
 
 class FreezeEncoder(L.Callback):

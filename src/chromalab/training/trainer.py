@@ -20,7 +20,7 @@ from chromalab.data.datamodule import PhotoDataModule
 from chromalab.data.shards import ShardDataModule, is_shard_source
 from chromalab.errors import ChromalabError
 from chromalab.models.registry import model_entry
-from chromalab.training.callbacks import ExportModel, FreezeEncoder, SampleGrid, Throughput
+from chromalab.training.callbacks import ExportModel, FreezeEncoder, SampleGrid, SaveFinalState, Throughput
 from chromalab.training.config import TrainConfig
 from chromalab.training.objective import ColorizationObjective, objective_class
 
@@ -111,7 +111,9 @@ def build_trainer(
         save_last=True, save_top_k=1, auto_insert_metric_name=False,
     )
     callbacks: list[L.Callback] = [
-        checkpoints, SampleGrid(t.samples), Throughput(), ExportModel(run_dir),
+        checkpoints, SaveFinalState(run_dir / "checkpoints" / "last.ckpt"), SampleGrid(t.samples), Throughput(),
+        # GAN objectives (the manual-optimization ones) export their final weights, not the best L1.
+        ExportModel(run_dir, final=manual_optimization),
         LearningRateMonitor(logging_interval="step"),
     ]
     if t.progress:
