@@ -160,6 +160,23 @@ def test_final_state_is_saved_only_when_the_last_save_is_stale(tmp_path: Path) -
     assert trainer.saved == [tmp_path / "last.ckpt"]
 
 
+def test_init_from_starts_with_the_given_models_weights(tiny_model: Path, tmp_path: Path) -> None:
+    from chromalab.training.trainer import build_objective, initialize_weights
+
+    source, _ = load_network(tiny_model)
+    config = TrainConfig.from_yaml(tiny_model / "config.yaml")
+    objective = build_objective(config)
+    assert any(not torch.equal(a, b) for a, b in zip(objective.net.state_dict().values(),
+                                                       source.state_dict().values()))
+    initialize_weights(objective, str(tiny_model))
+    for name, value in source.state_dict().items():
+        assert torch.equal(objective.net.state_dict()[name], value), name
+    config.set("model.name", "unet-tiny")
+    config.set("model.color_space", "rgb")
+    with pytest.raises(ChromalabError, match="this run trains unet-tiny in rgb"):
+        initialize_weights(build_objective(config), str(tiny_model))
+
+
 def test_resume_without_checkpoint_is_a_clear_error(photo_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ChromalabError, match="no checkpoint to resume from"):
         train(tiny_config(photo_dir, tmp_path / "fresh"), resume="last")

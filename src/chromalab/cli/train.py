@@ -10,6 +10,7 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "data": ("data.path", str, "photo folder (recursive)"),
     "model": ("model.name", str, "model name (see `chromalab models`)"),
     "color_space": ("model.color_space", str, "lab, rgb, yuv, ycbcr or hsv"),
+    "init_from": ("model.init_from", str, "fine-tune: start from this model's weights (run, file or 'default')"),
     "loss": ("loss.pixel", str, "l1, l2, huber or l1+l2"),
     "huber_delta": ("loss.huber_delta", float, "Huber delta (normalized units)"),
     "loss_space": ("loss.space", str, "native or rgb: where the pixel loss is computed"),

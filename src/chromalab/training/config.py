@@ -22,6 +22,7 @@ class ModelConfig:
     name: str = "unet"
     kwargs: dict[str, Any] = field(default_factory=dict)  # the constructor's own options
     color_space: str | None = None  # None: the model's registered default
+    init_from: str | None = None  # start from this model's weights (run folder, file, "default")
 
 
 @dataclass

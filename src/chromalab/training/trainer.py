@@ -42,6 +42,22 @@ def build_objective(config: TrainConfig) -> ColorizationObjective:
     return objective_class(objective_name(config))(config.to_dict())
 
 
+def initialize_weights(objective: ColorizationObjective, source: str) -> None:
+    """Start the network from a trained model's weights (fine-tuning, or a later phase)."""
+    from chromalab.checkpoint import load_network
+
+    net, spec = load_network(source)
+    mine = objective.spec
+    if (spec.name, spec.color_space) != (mine.name, mine.color_space):
+        raise ChromalabError(f"{source}: a {spec.name} model in {spec.color_space}; this run trains "
+                             f"{mine.name} in {mine.color_space}")
+    try:
+        objective.net.load_state_dict(net.state_dict())
+    except RuntimeError:
+        raise ChromalabError(f"{source}: its weights do not fit this run's {mine.name} options "
+                             f"(it was built with {spec.kwargs})") from None
+
+
 def build_datamodule(config: TrainConfig) -> L.LightningDataModule:
     data = config.data
     if not data.path:
@@ -166,6 +182,8 @@ def train(
     ckpt_path = resolve_resume(config, resume)
     datamodule = build_datamodule(config)
     objective = build_objective(config)
+    if config.model.init_from and not ckpt_path:  # a resumed run has its own weights
+        initialize_weights(objective, config.model.init_from)
     first_process = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
     if ckpt_path and first_process:
         set_aside_metric_log(run_dir)
