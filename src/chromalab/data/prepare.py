@@ -240,10 +240,6 @@ def load_journal(dst: Path) -> dict[str, SourceFacts]:
     return facts
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
-
-
 def check_settings(dst: Path, options: PrepareOptions) -> None:
     """A DST prepared with another size, crop or format cannot be resumed: say so."""
     path = dst / SETTINGS_FILE
@@ -256,7 +252,7 @@ def check_settings(dst: Path, options: PrepareOptions) -> None:
             described = ", ".join(f"{k} {v}" for k, v in earlier.items())
             raise ChromalabError(f"{dst} was prepared with {described}; use another output folder "
                                  "(or the same options to resume)")
-    _write_text_atomic(path, json.dumps({"output": options.output_settings(), "options": asdict(options)}, indent=1))
+    write_text_atomic(path, json.dumps({"output": options.output_settings(), "options": asdict(options)}, indent=1))
 
 
 # --- The run -------------------------------------------------------------------------------
@@ -321,7 +317,7 @@ def _write_manifest(path: Path, rows: list[tuple[str, str, int, int, str, str]])
     writer = csv.writer(buffer)
     writer.writerow(("source", "output", "width", "height", "status", "detail"))
     writer.writerows(rows)
-    _write_text_atomic(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
 
 
 def prepare(
@@ -383,7 +379,7 @@ def prepare(
 
     # The journal compacted to the current sources, the manifest, the shards, the summary.
     current = {**known, **load_journal(dst)}
-    _write_text_atomic(dst / JOURNAL_FILE, "".join(json.dumps(asdict(current[s])) + "\n" for s in sources))
+    write_text_atomic(dst / JOURNAL_FILE, "".join(json.dumps(asdict(current[s])) + "\n" for s in sources))
     _write_manifest(dst / MANIFEST_FILE, rows)
     if options.shards:
         items = [
@@ -396,5 +392,5 @@ def prepare(
         summary.shard_pattern = shard_pattern(dst / SHARDS_FOLDER, len(shards)) if shards else ""
     summary.seconds = time.perf_counter() - start
     result = summary.to_dict(src, dst, options)
-    _write_text_atomic(dst / SUMMARY_FILE, json.dumps(result, indent=1))
+    write_text_atomic(dst / SUMMARY_FILE, json.dumps(result, indent=1))
     return result

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from chromalab.atomic import atomic_target
 from chromalab.errors import ChromalabError
 from chromalab.models.base import ColorizationNet
 
@@ -38,16 +39,14 @@ def export_onnx(net: nn.Module, path: str | Path, size: int = 256) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     size = -(-size // PAD_MULTIPLE) * PAD_MULTIPLE  # so the traced in-graph padding is zero
     example = torch.zeros(1, 1, size, size)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings(), torch.no_grad():
+    with atomic_target(path) as temporary, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent Python code
         torch.onnx.export(
-            net.eval(), (example,), str(tmp), dynamo=False, opset_version=OPSET,
+            net.eval(), (example,), str(temporary), dynamo=False, opset_version=OPSET,
             input_names=["l_norm"], output_names=["prediction"],
             dynamic_axes={"l_norm": {0: "batch", 2: "height", 3: "width"},
                           "prediction": {0: "batch", 2: "height", 3: "width"}},
         )
-    tmp.replace(path)
     return path
 
 

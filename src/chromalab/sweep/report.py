@@ -108,7 +108,7 @@ def write_tables(study: optuna.Study, params: list[ParamSpec], metric: str, out:
         # Full precision here (the Markdown table rounds): the CSV is for further analysis.
         writer.writerow(["" if v is None else v for v in row] + [int(row[0] == best_number), run_dirs[row[0]]])
     csv_path = out / "trials.csv"
-    _write_atomic(csv_path, buffer.getvalue())
+    write_text_atomic(csv_path, buffer.getvalue())
 
     lines = [
         f"# Sweep {study.study_name}: {metric} ({goal})",
@@ -124,12 +124,8 @@ def write_tables(study: optuna.Study, params: list[ParamSpec], metric: str, out:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     md_path = out / "trials.md"
-    _write_atomic(md_path, "\n".join(lines) + "\n")
+    write_text_atomic(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
 
 
 def _save(axes: Any, path: Path, width: float | None = None) -> Path:
@@ -186,7 +182,7 @@ def write_best_config(
         "# Train it again (longer, on more data): chromalab train --config best.yaml\n"
     )
     path = out / "best.yaml"
-    _write_atomic(path, header + config.to_yaml())
+    write_text_atomic(path, header + config.to_yaml())
     return path, best
 
 
