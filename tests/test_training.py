@@ -182,6 +182,23 @@ def test_resume_without_checkpoint_is_a_clear_error(photo_dir: Path, tmp_path: P
         train(tiny_config(photo_dir, tmp_path / "fresh"), resume="last")
 
 
+def test_text_options_keep_the_users_text(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tmp_path / "run")
+    config.set("trainer.max_time", "1:30:00:00")  # YAML alone would make this the integer 5400
+    config.set("model.init_from", "2024")
+    assert config.trainer.max_time == "1:30:00:00" and config.model.init_from == "2024"
+    config.set("trainer.max_time", "null")
+    assert config.trainer.max_time is None
+
+
+@pytest.mark.parametrize("value", ["90 minutes", "00:01:40"])
+def test_a_malformed_time_limit_is_a_one_line_error_before_any_work(tmp_path: Path, value: str) -> None:
+    config = tiny_config(tmp_path / "nowhere", tmp_path / "run", trainer={"max_time": value})
+    with pytest.raises(ChromalabError, match="expected DD:HH:MM:SS"):
+        train(config)
+    assert not (tmp_path / "run").exists()  # failed before the run folder was made
+
+
 def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ChromalabError, match="no such folder"):
         train(tiny_config(tmp_path / "nowhere", tmp_path / "run"))

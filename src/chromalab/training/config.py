@@ -191,11 +191,21 @@ class TrainConfig:
             for sub, sub_value in flatten(value).items():
                 self.set(f"{path}.{sub}", sub_value)
             return
+        if _declared_type(node, leaf) == "str | None" and isinstance(value, str) and _parse_scalar(value) is not None:
+            # Text options keep the user's text: YAML would read "1:30:00:00" (a time limit)
+            # as the base-60 integer 5400, and a folder named "2024" as a number.
+            setattr(node, leaf, value)
+            return
         setattr(node, leaf, _coerce(path, value, current))
 
 
 def _field_names(node: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(node)}
+
+
+def _declared_type(node: Any, name: str) -> str:
+    """The field's annotation as written (this module's annotations are strings)."""
+    return str(next(f.type for f in dataclasses.fields(node) if f.name == name))
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

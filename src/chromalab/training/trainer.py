@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -56,6 +57,16 @@ def initialize_weights(objective: ColorizationObjective, source: str) -> None:
     except RuntimeError:
         raise ChromalabError(f"{source}: its weights do not fit this run's {mine.name} options "
                              f"(it was built with {spec.kwargs})") from None
+
+
+MAX_TIME = re.compile(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}")  # Lightning's Timer format, DD:HH:MM:SS
+
+
+def check_options(config: TrainConfig) -> None:
+    """Options Lightning would reject with a traceback, and only after the data is indexed."""
+    max_time = config.trainer.max_time
+    if max_time is not None and not MAX_TIME.fullmatch(str(max_time)):
+        raise ChromalabError(f"trainer.max_time {max_time!r}: expected DD:HH:MM:SS, e.g. 00:01:30:00")
 
 
 def build_datamodule(config: TrainConfig) -> L.LightningDataModule:
@@ -175,6 +186,7 @@ def train(
 
     ``callbacks`` are added to the Trainer's own (a sweep passes its pruning callback here).
     """
+    check_options(config)
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
