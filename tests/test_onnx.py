@@ -31,6 +31,24 @@ def test_export_and_backends_agree(tiny_model: Path, tmp_path: Path, capsys: pyt
     assert np.abs(a - b).max() <= 1
 
 
+def test_export_never_replaces_a_file_unasked_nor_its_own_input(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    existing = tmp_path / "keep.onnx"
+    existing.write_bytes(b"user data")
+    assert main(["export", "--model", str(tiny_model), "--format", "onnx", "--out", str(existing)]) != 0
+    assert "exists (use --overwrite" in capsys.readouterr().err
+    assert existing.read_bytes() == b"user data"
+    source = tiny_model / "model.safetensors"
+    before = source.read_bytes()
+    assert main(["export", "--model", str(source), "--format", "safetensors", "--half",
+                 "--out", str(source), "--overwrite"]) != 0
+    assert "refusing to overwrite the model" in capsys.readouterr().err
+    assert source.read_bytes() == before
+    assert main(["export", "--model", str(tiny_model), "--format", "onnx", "--out", str(existing), "--overwrite"]) == 0
+    assert existing.read_bytes() != b"user data"
+
+
 def test_shipped_model_has_a_matching_onnx_export() -> None:
     torch_colorizer = Colorizer.load("default", backend="torch")
     onnx_colorizer = Colorizer.load("default", backend="auto")

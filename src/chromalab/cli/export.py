@@ -1,4 +1,4 @@
-"""chromalab export --model M --format onnx|safetensors --out PATH"""
+"""chromalab export --model M --format onnx|safetensors --out PATH [--overwrite]"""
 
 from __future__ import annotations
 
@@ -17,30 +17,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output file")
     parser.add_argument("--half", action="store_true", help="safetensors: store weights as fp16")
     parser.add_argument("--size", type=int, default=None, help="ONNX: example input size (default: the model's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from chromalab.checkpoint import load_network, save_network
+    from chromalab.atomic import atomic_target
+    from chromalab.checkpoint import load_network, resolve_model_path, save_network
     from chromalab.errors import ChromalabError
     from chromalab.inference.onnx_backend import OnnxBackend, export_onnx
 
-    net, spec = load_network(args.model)
     out = Path(args.out)
+    if out.exists() and out.resolve() == resolve_model_path(args.model).resolve():
+        raise ChromalabError(f"{out}: refusing to overwrite the model being exported")
+    if out.exists() and not args.overwrite:
+        raise ChromalabError(f"{out}: exists (use --overwrite to replace it)")
+    net, spec = load_network(args.model)
     if args.format == "safetensors":
         save_network(net, spec, out, half=args.half)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
         return 0
-    export_onnx(net, out, size=args.size or spec.size)
     # Sizes that are multiples of 64 need no padding, in PyTorch or ONNX (see OnnxBackend).
     probe = torch.rand(2, 1, 64, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         expected = net.predict(probe)
-    difference = (OnnxBackend(out)(probe) - expected).abs().max().item()
-    if difference >= 1e-2:
-        out.unlink()
-        raise ChromalabError(f"{out}: ONNX output differs from PyTorch by {difference:.3g}; not kept")
+    # Checked before it replaces anything: a failed export leaves an existing --out as it was.
+    with atomic_target(out) as temporary:
+        export_onnx(net, temporary, size=args.size or spec.size)
+        difference = (OnnxBackend(temporary)(probe) - expected).abs().max().item()
+        if difference >= 1e-2:
+            raise ChromalabError(f"{out}: ONNX output differs from PyTorch by {difference:.3g}; not kept")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); max |difference| vs PyTorch {difference:.2e}")
     return 0
