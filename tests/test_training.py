@@ -141,6 +141,15 @@ def test_a_mid_epoch_stop_keeps_the_final_state(photo_dir: Path, tmp_path: Path)
     assert (run / "model.safetensors").is_file()
 
 
+def test_snapshots_keep_the_weights_of_every_nth_epoch(photo_dir: Path, tmp_path: Path) -> None:
+    run = train(tiny_config(photo_dir, tmp_path / "run", trainer={"epochs": 4, "snapshot_every": 2}))
+    snapshots = sorted(p.name for p in (run / "checkpoints").glob("epoch*.ckpt"))
+    assert snapshots == ["epoch001.ckpt", "epoch003.ckpt"]
+    early, _ = load_network(run / "checkpoints/epoch001.ckpt")  # each one rebuilds a colorizer
+    final, _ = load_network(run / "model.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(early.state_dict().values(), final.state_dict().values()))
+
+
 def test_final_state_is_saved_only_when_the_last_save_is_stale(tmp_path: Path) -> None:
     # A max_time stop mid-epoch can end fitting without any save of its last steps.
     class FakeTrainer:

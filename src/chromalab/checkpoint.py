@@ -39,8 +39,9 @@ class ModelSpec:
     normalization: dict[str, float] = field(default_factory=lambda: dict(NORMALIZATION))
     extra: dict[str, Any] = field(default_factory=dict)  # training notes: data, recipe, metrics
 
-    def build(self) -> nn.Module:
-        return create_model(self.name, **self.kwargs)
+    def build(self, weights_follow: bool = False) -> nn.Module:
+        """The untrained network; ``weights_follow`` skips pretrained weights that trained ones replace."""
+        return create_model(self.name, weights_follow=weights_follow, **self.kwargs)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -146,7 +147,7 @@ def load_network(name_or_path: str | Path | None = None) -> tuple[nn.Module, Mod
         spec, state = _read_lightning(path)
     else:
         spec, state = _read_safetensors(path)
-    net = spec.build()
+    net = spec.build(weights_follow=True)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         net.load_state_dict(state)

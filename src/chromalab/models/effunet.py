@@ -114,6 +114,8 @@ class EffUNet(ColorizationNet):
         return torch.tanh(out)[..., :height, :width]
 
 
-@register_model("effunet", "U-Net with an ImageNet-pretrained EfficientNet-Lite0 encoder (offline weights)")
+@register_model(
+    "effunet", "U-Net with an ImageNet-pretrained EfficientNet-Lite0 encoder (offline weights)", pretrained=True
+)
 def effunet(**kwargs: object) -> EffUNet:
     return EffUNet(**kwargs)  # type: ignore[arg-type]

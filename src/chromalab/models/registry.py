@@ -21,18 +21,20 @@ class ModelEntry:
     description: str
     objective: str  # which training objective (chromalab.training.objectives) trains it
     color_space: str  # the color space it is trained in unless told otherwise
+    pretrained: bool = False  # its constructor takes ``pretrained`` (reads ImageNet weights)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, description: str, objective: str = "regression", color_space: str = "lab"
+    name: str, description: str, objective: str = "regression", color_space: str = "lab",
+    pretrained: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorator(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, constructor, description, objective, color_space)
+        _REGISTRY[name] = ModelEntry(name, constructor, description, objective, color_space, pretrained)
         return constructor
 
     return decorator
@@ -62,8 +64,13 @@ def list_models() -> list[ModelEntry]:
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    return model_entry(name).constructor(**kwargs)
+def create_model(name: str, weights_follow: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a registered model. ``weights_follow``: trained weights will be loaded into it
+    next, so a pretrained part starts random instead of reading its ImageNet weights."""
+    entry = model_entry(name)
+    if weights_follow and entry.pretrained:
+        kwargs = {**kwargs, "pretrained": False}
+    return entry.constructor(**kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -75,6 +75,9 @@ class TrainerConfig:
     val_every: float = 1.0  # validate every N epochs (int) or fraction of an epoch (float < 1)
     log_every: int = 10
     samples: int = 8  # validation photos in the sample grid
+    # Also keep the weights every N epochs (checkpoints/epochNNN.ckpt): a GAN's best epoch is
+    # chosen afterwards by FID, which its validation L1 does not track.
+    snapshot_every: int | None = None
     limit_val_batches: float | int = 1.0
     progress: bool = True
 

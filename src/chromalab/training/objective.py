@@ -71,7 +71,8 @@ class ColorizationObjective(L.LightningModule):
         self.augmentation = training_augmentation(self.cfg.data.size, self.cfg.data.min_crop_scale)
 
     def build_network(self) -> nn.Module:
-        return self.spec.build()
+        # A run started from a trained model (model.init_from) overwrites every weight.
+        return self.spec.build(weights_follow=bool(self.cfg.model.init_from))
 
     # --- data -------------------------------------------------------------------------
     def prepare_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

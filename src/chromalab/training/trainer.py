@@ -147,6 +147,11 @@ def build_trainer(
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     if config.optim.freeze_encoder_epochs:
         callbacks.append(FreezeEncoder(config.optim.freeze_encoder_epochs))
+    if t.snapshot_every:
+        callbacks.append(ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="epoch{epoch:03d}", every_n_epochs=t.snapshot_every,
+            save_top_k=-1, save_weights_only=True, auto_insert_metric_name=False,
+        ))
     if t.patience:
         callbacks.append(EarlyStopping(monitor="val/loss", patience=t.patience, mode="min"))
     callbacks.extend(extra_callbacks or [])  # e.g. a sweep's pruning callback
