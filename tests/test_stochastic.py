@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from chromalab.color import normalize_ab, rgb_to_lab
+from chromalab.errors import ChromalabError
 from chromalab.models import create_model
+from chromalab.models.diffusion import PREDICTION_TYPES, SAMPLERS
 from chromalab.models.classify import (
     GAMUT_ROWS,
     GRID,
@@ -105,25 +107,41 @@ def test_noising_at_t0_is_nearly_the_identity() -> None:
 
 
 # (Not t = 999: there sqrt(alpha_bar) ~ 1e-2 amplifies float32 rounding in x0's recovery.)
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 @pytest.mark.parametrize("t", [0, 10, 500, 900])
-def test_scheduler_step_with_the_true_noise_recovers_x0(t: int) -> None:
-    net = create_model("diffusion", **DIFFUSION_KWARGS)
-    scheduler = net.make_scheduler("ddpm")
+def test_scheduler_step_with_the_true_target_recovers_x0(t: int, prediction_type: str) -> None:
+    # What training teaches (training_target) is what the samplers read the output as.
+    net = create_model("diffusion", **DIFFUSION_KWARGS, prediction_type=prediction_type)
     x0 = torch.rand(2, 2, 8, 8) - 0.5  # inside the clip range
     noise = torch.randn(2, 2, 8, 8)
     timestep = torch.tensor(t)
-    noisy = scheduler.add_noise(x0, noise, timestep.expand(2))
-    step = scheduler.step(noise, timestep, noisy, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(step.pred_original_sample, x0, atol=2e-4, rtol=0)
-    if t == 0:  # the last reverse step adds no noise: it lands on x0 itself
-        torch.testing.assert_close(step.prev_sample, x0, atol=2e-4, rtol=0)
+    noisy = net.noise_scheduler.add_noise(x0, noise, timestep.expand(2))
+    target = net.training_target(x0, noise, timestep.expand(2))
+    for sampler in SAMPLERS:
+        scheduler = net.make_scheduler(sampler)
+        if sampler == "ddim":
+            scheduler.set_timesteps(50)
+        step = scheduler.step(target, timestep, noisy, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(step.pred_original_sample, x0, atol=2e-4, rtol=0)
+        if t == 0 and sampler == "ddpm":  # the last reverse step adds no noise: it lands on x0
+            torch.testing.assert_close(step.prev_sample, x0, atol=2e-4, rtol=0)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_sampling_with_an_oracle_denoiser_returns_the_clean_chroma(sampler: str) -> None:
+def test_velocity_is_the_documented_mix_of_noise_and_chroma() -> None:
+    net = create_model("diffusion", **DIFFUSION_KWARGS, prediction_type="v_prediction")
+    x0, noise, t = torch.rand(2, 2, 4, 4), torch.randn(2, 2, 4, 4), torch.tensor([100, 800])
+    alpha_bar = net.noise_scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    expected = alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
+    torch.testing.assert_close(net.training_target(x0, noise, t), expected)
+
+
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_sampling_with_an_oracle_denoiser_returns_the_clean_chroma(sampler: str, prediction_type: str) -> None:
     """predict() end to end (padding, chroma grid, schedule, decoding) with a perfect
-    epsilon predictor: whatever the starting noise, sampling must land on x0."""
-    net = create_model("diffusion", **DIFFUSION_KWARGS, sampler=sampler, steps=20).eval()
+    predictor: whatever the starting noise, sampling must land on x0."""
+    net = create_model("diffusion", **DIFFUSION_KWARGS, sampler=sampler, steps=20,
+                       prediction_type=prediction_type).eval()
     l_norm = random_l(2, 22, 38)  # padded to 24 x 40 (a multiple of stride x 2**(levels-1))
     padded, _ = net.pad(l_norm)
     grid = net.chroma_grid(*padded.shape[-2:])
@@ -132,12 +150,24 @@ def test_sampling_with_an_oracle_denoiser_returns_the_clean_chroma(sampler: str)
 
     def oracle(self, noisy: torch.Tensor, l: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         alpha_bar = alphas[timesteps.long()].view(-1, 1, 1, 1)
-        return (noisy - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+        noise = (noisy - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+        return net.training_target(x0, noise, timesteps.long())
 
     net.forward = types.MethodType(oracle, net)  # type: ignore[method-assign]
     colors = net.predict(l_norm, generator=torch.Generator().manual_seed(9))
     expected = net.decode_chroma(x0, padded.shape[-2:])[..., :22, :38]
     torch.testing.assert_close(colors, expected, atol=1e-3, rtol=0)
+
+
+def test_new_runs_predict_velocity_and_old_model_files_stay_epsilon() -> None:
+    from chromalab.training.diffusion import DiffusionObjective
+
+    config = TrainConfig.from_dict({"model": {"name": "diffusion", "kwargs": dict(DIFFUSION_KWARGS)}})
+    assert DiffusionObjective(config.to_dict()).spec.kwargs["prediction_type"] == "v_prediction"
+    assert create_model("diffusion", **DIFFUSION_KWARGS).prediction_type == "epsilon"  # no key: written before
+    config.set("diffusion.prediction_type", "noise")
+    with pytest.raises(ChromalabError, match="prediction_type 'noise'"):
+        DiffusionObjective(config.to_dict())
 
 
 def test_diffusion_samples_depend_on_the_seed_only() -> None:

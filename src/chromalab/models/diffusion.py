@@ -1,9 +1,18 @@
 """Conditional DDPM colorization: a denoiser learns to remove noise from a*b* given L*.
 
 Training (chromalab.training.diffusion) noises the true chroma with diffusers' DDPMScheduler
-and teaches the denoiser to predict that noise (epsilon prediction). Colorizing runs the
-reverse process from pure noise, conditioned on the photo's L*, with diffusers' DDPM or DDIM
-scheduler; different noise gives different plausible colorizations.
+and teaches the denoiser to predict, per ``prediction_type``, that noise (``epsilon``, Ho et
+al.), the velocity ``v = sqrt(abar) * noise - sqrt(1 - abar) * x0`` (``v_prediction``, Salimans
+& Ho 2022) or the clean chroma itself (``sample``). Colorizing runs the reverse process from
+pure noise, conditioned on the photo's L*, with diffusers' DDPM or DDIM scheduler; different
+noise gives different plausible colorizations.
+
+Why v-prediction is the training default: a sampler turns the network's output into an
+estimate of the clean chroma at every step. From an epsilon prediction that estimate is
+``(x_t - sqrt(1 - abar) * eps) / sqrt(abar)``, and at the first, noisiest steps
+``sqrt(abar)`` is ~0.01, so a small error in eps becomes a saturated, photo-wide color cast
+(what briefly trained epsilon models showed with DDIM). From v it is
+``sqrt(abar) * x_t - sqrt(1 - abar) * v``: no division, no amplification.
 
 The denoiser is diffusers' ``UNet2DModel`` (ResNet blocks, sinusoidal timestep embedding);
 only the conditioning and the resolution handling are chromalab's:
@@ -33,14 +42,18 @@ if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 SAMPLERS = ("ddpm", "ddim")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # diffusers' names
 
 
 class DiffusionColorizer(ColorizationNet):
-    """Epsilon-predicting U-Net over (noisy chroma, L) and its samplers.
+    """A denoising U-Net over (noisy chroma, L) and its samplers.
 
     Everything inference needs is a constructor argument, so a model file rebuilds it:
-    ``num_train_timesteps`` and ``beta_schedule`` define the noise schedule it was trained
-    with; ``sampler`` (ddpm or ddim) and ``steps`` are the sampling defaults.
+    ``num_train_timesteps``, ``beta_schedule`` and ``prediction_type`` define the noise
+    schedule it was trained with and what its output means; ``sampler`` (ddpm or ddim) and
+    ``steps`` are the sampling defaults. ``prediction_type`` defaults to epsilon here because
+    model files written before it existed were epsilon models; new runs take the config's
+    default (``diffusion.prediction_type``, v_prediction).
     """
 
     def __init__(
@@ -54,10 +67,14 @@ class DiffusionColorizer(ColorizationNet):
         beta_schedule: str = "squaredcos_cap_v2",
         sampler: str = "ddim",
         steps: int = 50,
+        prediction_type: str = "epsilon",
     ) -> None:
         super().__init__()
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; use {' or '.join(SAMPLERS)}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unknown prediction_type {prediction_type!r}; use {', '.join(PREDICTION_TYPES)}")
+        self.prediction_type = prediction_type
         self.out_channels = out_channels
         self.chroma_stride = chroma_stride
         self.chroma_gain = chroma_gain
@@ -93,7 +110,7 @@ class DiffusionColorizer(ColorizationNet):
         options: dict[str, Any] = {
             "num_train_timesteps": self.num_train_timesteps,
             "beta_schedule": self.beta_schedule,
-            "prediction_type": "epsilon",
+            "prediction_type": self.prediction_type,
             # Clip the predicted clean chroma to the range the data lives in.
             "clip_sample": True,
             "clip_sample_range": self.chroma_gain,
@@ -125,9 +142,18 @@ class DiffusionColorizer(ColorizationNet):
         # L must tile into the chroma grid, and that grid must survive the U-Net's downsamplings.
         return self.chroma_stride * 2 ** (self.levels - 1)
 
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the denoiser learns to output for ``add_noise(x0, noise, timesteps)``."""
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "sample":
+            return x0
+        return self.noise_scheduler.get_velocity(x0, noise, timesteps)
+
     # --- the denoiser ------------------------------------------------------------------------
     def forward(self, noisy: torch.Tensor, l_norm: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Predicted noise for noisy chroma (B, 2, h, w) at the chroma grid of L (B, 1, H, W).
+        """The prediction (noise, velocity or clean chroma, per ``prediction_type``) for noisy
+        chroma (B, 2, h, w) at the chroma grid of L (B, 1, H, W).
 
         L must be a multiple of ``chroma_stride * 2**(levels-1)`` in size (``predict`` and the
         objective pad it); ``timesteps`` is (B,) or a scalar.
@@ -157,14 +183,14 @@ class DiffusionColorizer(ColorizationNet):
             generator=generator, device=l_norm.device, dtype=l_norm.dtype,
         )
         for t in scheduler.timesteps:
-            epsilon = self(x, padded, t.expand(x.shape[0]))
-            x = scheduler.step(epsilon, t, x, generator=generator).prev_sample
+            output = self(x, padded, t.expand(x.shape[0]))
+            x = scheduler.step(output, t, x, generator=generator).prev_sample
         return self.decode_chroma(x, padded.shape[-2:])[..., :height, :width]
 
 
 @register_model(
     "diffusion",
-    "conditional DDPM on ab given L (diffusers U-Net and schedulers; DDPM or DDIM sampling)",
+    "conditional DDPM on ab given L (diffusers U-Net and schedulers; v/epsilon/x0; DDPM or DDIM sampling)",
     objective="diffusion",
 )
 def diffusion(**kwargs: Any) -> DiffusionColorizer:

@@ -109,6 +109,7 @@ class DiffusionConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     sampler: str = "ddim"  # ddpm or ddim
     steps: int = 50
+    prediction_type: str = "v_prediction"  # v_prediction, epsilon or sample (see models/diffusion.py)
 
 
 @dataclass

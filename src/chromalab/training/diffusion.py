@@ -1,4 +1,5 @@
-"""Diffusion: noise the true chroma at a random timestep, predict the noise (DDPM, Ho et al.).
+"""Diffusion: noise the true chroma at a random timestep, predict the noise, velocity or clean
+chroma (``diffusion.prediction_type``; DDPM, Ho et al.; v-prediction, Salimans & Ho).
 
 The noise schedule and sampler settings of the ``diffusion`` config section are copied into
 the model's constructor options, so the trained model file carries them and ``colorize``
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from chromalab.errors import ChromalabError
-from chromalab.models.diffusion import SAMPLERS
+from chromalab.models.diffusion import PREDICTION_TYPES, SAMPLERS
 from chromalab.training.objective import ColorizationObjective, register_objective
 
 VALIDATION_TIMESTEPS = 10  # the fixed t grid of val/loss
@@ -28,6 +29,7 @@ def diffusion_kwargs(config: dict[str, Any]) -> dict[str, Any]:
         "beta_schedule": section.get("beta_schedule", "squaredcos_cap_v2"),
         "sampler": section.get("sampler", "ddim"),
         "steps": section.get("steps", 50),
+        "prediction_type": section.get("prediction_type", "v_prediction"),
     }
     return from_section | dict(config["model"].get("kwargs") or {})
 
@@ -40,6 +42,9 @@ class DiffusionObjective(ColorizationObjective):
         sampler = config["model"]["kwargs"]["sampler"]
         if sampler not in SAMPLERS:
             raise ChromalabError(f"diffusion.sampler {sampler!r}: use {' or '.join(SAMPLERS)}")
+        prediction = config["model"]["kwargs"]["prediction_type"]
+        if prediction not in PREDICTION_TYPES:
+            raise ChromalabError(f"diffusion.prediction_type {prediction!r}: use {', '.join(PREDICTION_TYPES)}")
         # The saved hyper-parameters (and so .ckpt files) now rebuild the same sampler too.
         super().__init__(config)
 
@@ -47,7 +52,7 @@ class DiffusionObjective(ColorizationObjective):
         self, l_norm: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor,
         noise_generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Epsilon MSE for the given timesteps (B,)."""
+        """MSE of the prediction (noise, velocity or clean chroma) for the given timesteps (B,)."""
         net = self.net
         padded, (height, width) = net.pad(l_norm)
         if padded.shape[-2:] != l_norm.shape[-2:]:
@@ -55,18 +60,18 @@ class DiffusionObjective(ColorizationObjective):
         x0 = net.encode_chroma(target)
         noise = torch.randn(x0.shape, generator=noise_generator, device=x0.device, dtype=x0.dtype)
         noisy = net.noise_scheduler.add_noise(x0, noise, timesteps)
-        return F.mse_loss(net(noisy, padded, timesteps), noise)
+        return F.mse_loss(net(noisy, padded, timesteps), net.training_target(x0, noise, timesteps))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         l_norm, target, _ = self.prepare_batch(batch)
         timesteps = torch.randint(0, self.net.num_train_timesteps, (l_norm.shape[0],), device=l_norm.device)
         loss = self.diffusion_terms(l_norm, target, timesteps)
-        self.log("train/epsilon_mse", loss)
+        self.log("train/mse", loss)
         self.log("loss", loss, prog_bar=True, logger=False)
         return loss
 
     def validation_loss(self, l_norm: torch.Tensor, target: torch.Tensor, batch_idx: int = 0) -> torch.Tensor:
-        """Epsilon MSE averaged over a fixed grid of timesteps with seeded noise: deterministic."""
+        """Prediction MSE averaged over a fixed grid of timesteps with seeded noise: deterministic."""
         total = self.net.num_train_timesteps
         grid = torch.linspace(0, total - 1, VALIDATION_TIMESTEPS).round().long().tolist()
         generator = torch.Generator(device=l_norm.device).manual_seed(batch_idx)
