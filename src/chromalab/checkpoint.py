@@ -25,7 +25,9 @@ from chromalab.errors import ChromalabError
 from chromalab.models.registry import create_model, model_entry
 
 FORMAT = "chromalab-model/1"
-SHIPPED_MODELS = {"default": "default.safetensors"}
+# default: faithful, muted colors (L1). vivid: the same network after PatchGAN fine-tuning,
+# saturated colors that are more often wrong (see the model card): DeOldify's stable/artistic pair.
+SHIPPED_MODELS = {"default": "default.safetensors", "vivid": "vivid.safetensors"}
 
 
 @dataclass
