@@ -148,6 +148,25 @@ def test_dataset_items_and_decoded_cache(tmp_path: Path) -> None:
     assert all(torch.equal(reopened[i], first[i]) for i in range(3))
 
 
+def test_index_cache_writes_do_not_share_a_temporary_file(tmp_path: Path) -> None:
+    # DDP ranks index the same folder at once; a fixed "<cache>.tmp" let one rank rename the
+    # other's file away mid-write. Here a foreign object sits at that old fixed name.
+    from chromalab.data.folder import cache_dir
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for seed in range(3):
+        synthetic_photo(seed).save(root / f"p{seed}.png")
+    index_folder(root, progress=False)
+    caches = {p for p in cache_dir().glob("index-*.json")}
+    mine = [p for p in caches if str(root) in p.read_text()]
+    assert len(mine) == 1
+    mine[0].unlink()
+    mine[0].with_suffix(".tmp").mkdir()  # an in-flight write of another process, say
+    assert len(index_folder(root, progress=False).files) == 3
+    assert str(root) in mine[0].read_text()
+
+
 def test_dataset_replaces_a_file_that_broke_after_indexing(tmp_path: Path) -> None:
     paths = []
     for i in range(2):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.progress import track
 
+from chromalab.atomic import write_text_atomic
 from chromalab.data.images import BadImageError, is_image_path, is_monochrome, open_rgb
 
 
@@ -132,9 +133,8 @@ def index_folder(
                 verdicts[key] = _check_file(key)[1]
         if use_cache:
             payload = {str(p): [_signature(p), verdicts[str(p)]] for p in paths}
-            tmp = cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(payload))
-            os.replace(tmp, cache_file)
+            # A temporary file of its own: DDP ranks (or two runs) index the same folder at once.
+            write_text_atomic(cache_file, json.dumps(payload))
     index = FolderIndex(root=root)
     for path in paths:
         verdict = verdicts[str(path)]
