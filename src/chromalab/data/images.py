@@ -25,6 +25,8 @@ MAX_PIXELS = 120_000_000  # beyond this a file is treated as a decompression bom
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
+JPEG_QUALITY = 95  # outputs are kept and shown: well above Pillow's 75
+
 # Pillow's save format names for the extensions we write.
 FORMAT_BY_EXTENSION = {
     ".jpg": "JPEG",
@@ -266,7 +268,7 @@ def save_image_atomic(
     if image_format is None:
         raise BadImageError(path, f"unsupported output format {path.suffix!r}")
     if image_format == "JPEG":
-        save_options.setdefault("quality", 95)
+        save_options.setdefault("quality", JPEG_QUALITY)
     try:
         with atomic_target(path) as temporary:
             image.save(temporary, format=image_format, **save_options)

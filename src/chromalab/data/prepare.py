@@ -33,6 +33,7 @@ from chromalab.atomic import write_text_atomic
 from chromalab.data.explore import map_in_order
 from chromalab.data.folder import list_images
 from chromalab.data.images import (
+    JPEG_QUALITY,
     BadImageError,
     is_monochrome,
     open_rgb,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 FORMATS = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}
 # Lossy formats' default quality. WebP at 80 is about 3 KB for a 128-pixel photo, 35% smaller
 # than JPEG at 90 for the same look: a whole training set then fits a small upload.
-DEFAULT_QUALITY = {"jpg": 95, "webp": 90}
+DEFAULT_QUALITY = {"jpg": JPEG_QUALITY, "webp": 90}
 CROPS = ("center", "none")
 REASONS = ("kept", "unreadable", "too-small", "grayscale", "duplicate", "write-error")
 SETTINGS_FILE = "prepare.json"

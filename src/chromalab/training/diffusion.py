@@ -16,20 +16,25 @@ import torch.nn.functional as F
 
 from chromalab.errors import ChromalabError
 from chromalab.models.diffusion import PREDICTION_TYPES, SAMPLERS
+from chromalab.training.config import DiffusionConfig
 from chromalab.training.objective import ColorizationObjective, register_objective
 
 VALIDATION_TIMESTEPS = 10  # the fixed t grid of val/loss
 
 
+# Constructor options that must be one of a few names, and the names.
+CHOICES = {"sampler": SAMPLERS, "prediction_type": PREDICTION_TYPES}
+
+
 def diffusion_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """Constructor options from the ``diffusion`` section; explicit model.kwargs win."""
-    section = config.get("diffusion") or {}
+    section = DiffusionConfig(**(config.get("diffusion") or {}))  # its defaults, stated once
     from_section = {
-        "num_train_timesteps": section.get("timesteps", 1000),
-        "beta_schedule": section.get("beta_schedule", "squaredcos_cap_v2"),
-        "sampler": section.get("sampler", "ddim"),
-        "steps": section.get("steps", 50),
-        "prediction_type": section.get("prediction_type", "v_prediction"),
+        "num_train_timesteps": section.timesteps,
+        "beta_schedule": section.beta_schedule,
+        "sampler": section.sampler,
+        "steps": section.steps,
+        "prediction_type": section.prediction_type,
     }
     return from_section | dict(config["model"].get("kwargs") or {})
 
@@ -39,12 +44,10 @@ class DiffusionObjective(ColorizationObjective):
     def __init__(self, config: dict[str, Any]) -> None:
         config = copy.deepcopy(config)
         config["model"]["kwargs"] = diffusion_kwargs(config)
-        sampler = config["model"]["kwargs"]["sampler"]
-        if sampler not in SAMPLERS:
-            raise ChromalabError(f"diffusion.sampler {sampler!r}: use {' or '.join(SAMPLERS)}")
-        prediction = config["model"]["kwargs"]["prediction_type"]
-        if prediction not in PREDICTION_TYPES:
-            raise ChromalabError(f"diffusion.prediction_type {prediction!r}: use {', '.join(PREDICTION_TYPES)}")
+        for option, allowed in CHOICES.items():
+            value = config["model"]["kwargs"][option]
+            if value not in allowed:
+                raise ChromalabError(f"diffusion.{option} {value!r}: use {', '.join(allowed[:-1])} or {allowed[-1]}")
         # The saved hyper-parameters (and so .ckpt files) now rebuild the same sampler too.
         super().__init__(config)
 
