@@ -141,6 +141,16 @@ def test_a_mid_epoch_stop_keeps_the_final_state(photo_dir: Path, tmp_path: Path)
     assert (run / "model.safetensors").is_file()
 
 
+def test_a_bad_option_leaves_an_existing_runs_config_alone(photo_dir: Path, tiny_model: Path) -> None:
+    before = (tiny_model / "config.yaml").read_text()
+    config = TrainConfig.from_yaml(tiny_model / "config.yaml")
+    config.set("model.name", "diffusion")
+    config.set("diffusion.sampler", "euler")
+    with pytest.raises(ChromalabError, match="diffusion.sampler 'euler'"):
+        train(config)
+    assert (tiny_model / "config.yaml").read_text() == before
+
+
 def test_snapshots_keep_the_weights_of_every_nth_epoch(photo_dir: Path, tmp_path: Path) -> None:
     run = train(tiny_config(photo_dir, tmp_path / "run", trainer={"epochs": 4, "snapshot_every": 2}))
     snapshots = sorted(p.name for p in (run / "checkpoints").glob("epoch*.ckpt"))

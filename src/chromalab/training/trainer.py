@@ -17,6 +17,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from chromalab.atomic import write_text_atomic
 from chromalab.data.datamodule import PhotoDataModule
 from chromalab.data.shards import ShardDataModule, is_shard_source
 from chromalab.errors import ChromalabError
@@ -194,13 +195,15 @@ def train(
     check_options(config)
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.to_yaml())
     L.seed_everything(config.seed, workers=True, verbose=False)
     ckpt_path = resolve_resume(config, resume)
     datamodule = build_datamodule(config)
     objective = build_objective(config)
     if config.model.init_from and not ckpt_path:  # a resumed run has its own weights
         initialize_weights(objective, config.model.init_from)
+    # Only once the options have proved valid: a typo aimed at an existing run folder must not
+    # replace that run's record of how it was trained.
+    write_text_atomic(run_dir / "config.yaml", config.to_yaml())
     first_process = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
     if ckpt_path and first_process:
         set_aside_metric_log(run_dir)
