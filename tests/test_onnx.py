@@ -63,3 +63,30 @@ def test_sampling_models_refuse_onnx_export() -> None:
     net = create_model("vae", out_channels=2)
     with pytest.raises(ChromalabError, match="cannot be exported"):
         export_onnx(net, Path("/nonexistent/x.onnx"))
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("classify", {"widths": [8, 16, 32], "norm": "group"}),
+    ("effclassify", {"pretrained": False, "decoder_widths": [16, 16, 8], "head_width": 16, "norm": "group"}),
+])
+def test_classifiers_export_with_their_annealed_mean_decoding(name: str, kwargs: dict, tmp_path: Path) -> None:
+    from chromalab.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model(name, **kwargs).eval()
+    with torch.no_grad():  # larger logits than at initialization, so the decoding matters
+        net.head[-1].weight.mul_(20.0)
+    backend = OnnxBackend(export_onnx(net, tmp_path / f"{name}.onnx", size=64))
+    l_norm = torch.rand(2, 1, 64, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    expected = net.predict(l_norm)
+    assert expected.abs().max() > 0.05  # real colors, not a degenerate all-gray comparison
+    assert (backend(l_norm) - expected).abs().max() < 1e-2
+
+    # The graph holds T = 0.38; another temperature is honoured by running the network.
+    from chromalab.checkpoint import ModelSpec
+
+    colorizer = Colorizer(net, ModelSpec(name, kwargs), backend=backend)
+    colorizer.backend_name = "onnx"
+    mean = colorizer.predict_ab(l_norm, temperature=1.0)
+    torch.testing.assert_close(mean, net.predict(l_norm, temperature=1.0))
+    assert (mean - colorizer.predict_ab(l_norm)).abs().max() > 1e-2

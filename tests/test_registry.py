@@ -35,6 +35,7 @@ TINY_KWARGS: dict[str, dict[str, Any]] = {
     "vae": {"depth": 3, "width": 8, "max_width": 16, "encoder_width": 8, "latent_dim": 4, "norm": "group"},
     "unet-vae": {"depth": 3, "width": 8, "max_width": 16, "encoder_width": 8, "latent_channels": 2, "norm": "group"},
     "classify": {"widths": [8, 16, 32], "norm": "group"},
+    "effclassify": {"pretrained": False, "decoder_widths": [16, 16, 8], "head_width": 16, "norm": "group"},
     "diffusion": {"widths": [16, 32], "chroma_stride": 2, "steps": 3},
 }
 SIZE = 32

@@ -227,3 +227,54 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_training_in_other_losses_and_rgb_loss_space(photo_dir: Path, tmp_path: Path, loss: str) -> None:
     run = train(tiny_config(photo_dir, tmp_path / loss, loss={"pixel": loss, "space": "rgb"}))
     assert (run / "model.safetensors").is_file()
+
+
+def _effunet_file(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
+    from chromalab.checkpoint import ModelSpec, save_network
+
+    kwargs = {"pretrained": False, "decoder_widths": [16, 16, 8, 8], "norm": "group"}
+    torch.manual_seed(1)
+    source = create_model("effunet", **kwargs)
+    return source, save_network(source, ModelSpec("effunet", kwargs, size=32), tmp_path / "l1.safetensors")
+
+
+def test_init_from_another_family_gives_the_shared_weights_and_a_fresh_head(tmp_path: Path) -> None:
+    from chromalab.training.trainer import build_objective, initialize_weights
+
+    source, path = _effunet_file(tmp_path)
+    config = TrainConfig.from_dict({"model": {
+        "name": "effclassify", "init_from": str(path),
+        "kwargs": {"pretrained": False, "decoder_widths": [16, 16, 8], "head_width": 8, "norm": "group"},
+    }})
+    objective = build_objective(config)
+    head_before = {k: v.clone() for k, v in objective.net.head.state_dict().items()}
+    initialize_weights(objective, str(path))
+    mine = objective.net.state_dict()
+    shared = [k for k in source.state_dict() if k.startswith(("encoder.", "decoder.0.", "decoder.1.", "decoder.2."))]
+    assert len(shared) > 100  # the whole EfficientNet encoder and three decoder steps
+    for name in shared:
+        assert torch.equal(mine[name], source.state_dict()[name]), name
+    for name, value in objective.net.head.state_dict().items():
+        assert torch.equal(value, head_before[name]), name  # new head: its own initialization
+
+    config.set("model.name", "classify")
+    config.set("model.kwargs", {"widths": [8, 16, 32], "norm": "group"})
+    with pytest.raises(ChromalabError, match="shares no weights with this run's classify"):
+        initialize_weights(build_objective(config), str(path))
+
+
+def test_init_from_another_family_keeps_the_imagenet_encoder_it_does_not_replace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Same family: every weight is replaced, so reading ImageNet weights first is wasted work.
+    # Another family: parts it does not share must keep their pretrained start.
+    import chromalab.models.effunet as effunet
+    from chromalab.training.trainer import build_objective
+
+    _, path = _effunet_file(tmp_path)
+    asked: list[bool] = []
+    real = effunet.efficientnet_lite0
+    monkeypatch.setattr(effunet, "efficientnet_lite0", lambda pretrained=True: asked.append(pretrained) or real(False))
+    for name in ("effunet", "effclassify"):
+        build_objective(TrainConfig.from_dict({"model": {"name": name, "init_from": str(path)}}))
+    assert asked == [False, True]

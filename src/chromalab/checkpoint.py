@@ -142,6 +142,14 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
     return path
 
 
+def read_spec(name_or_path: str | Path | None = None) -> ModelSpec:
+    """The spec of a model file, run folder or shipped name, without building the network."""
+    path = resolve_model_path(name_or_path)
+    if path.suffix == ".ckpt":
+        return _read_lightning(path)[0]
+    return _read_safetensors(path)[0]
+
+
 def load_network(name_or_path: str | Path | None = None) -> tuple[nn.Module, ModelSpec]:
     """Rebuild a network from a model file, run folder or shipped name; eval mode, fp32."""
     path = resolve_model_path(name_or_path)

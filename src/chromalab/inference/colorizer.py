@@ -128,7 +128,10 @@ class Colorizer:
     @torch.inference_mode()
     def predict_ab(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
         """Normalized a*b* (B, 2, h, w) for normalized L (B, 1, h, w)."""
-        prediction = self.backend(l_norm, **options)
+        # An exported graph holds the network's default decoding only (a classifier's annealed-
+        # mean temperature, say): options that change it are run on the PyTorch network.
+        backend = self._torch_backend if options and self.backend_name == "onnx" else self.backend
+        prediction = backend(l_norm, **options)
         return self.space.to_ab(l_norm, prediction)
 
     @torch.inference_mode()

@@ -1,8 +1,9 @@
 """ONNX export of a colorization network and an onnxruntime backend for the Colorizer.
 
-Only deterministic single-pass networks export (their ``predict`` is their ``forward``);
-sampling models (VAE with a random z, diffusion loops, annealed-mean decoding) stay on
-PyTorch. Exported graphs take any batch size and any height/width.
+Only deterministic single-pass networks export: those whose ``predict`` is their ``forward``,
+and those that declare ``traceable_predict`` (the classifiers: logits, then the annealed mean
+at their fixed temperature, all in the graph). Sampling models (VAE with a random z,
+diffusion loops) stay on PyTorch. Exported graphs take any batch size and any height/width.
 """
 
 from __future__ import annotations
@@ -25,8 +26,19 @@ PAD_MULTIPLE = 64  # covers every registered network's total stride; export size
 
 
 def exportable(net: nn.Module) -> bool:
-    """True when inference is one forward pass (``predict`` not overridden)."""
-    return type(net).predict is ColorizationNet.predict
+    """True when inference is one deterministic pass (see the module's docstring)."""
+    return type(net).predict is ColorizationNet.predict or bool(getattr(net, "traceable_predict", False))
+
+
+class PredictGraph(nn.Module):
+    """``net.predict`` with its default options as a module's forward, for the tracer."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        return self.net.predict(l_norm)
 
 
 def export_onnx(net: nn.Module, path: str | Path, size: int = 256) -> Path:
@@ -42,7 +54,7 @@ def export_onnx(net: nn.Module, path: str | Path, size: int = 256) -> Path:
     with atomic_target(path) as temporary, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent Python code
         torch.onnx.export(
-            net.eval(), (example,), str(temporary), dynamo=False, opset_version=OPSET,
+            PredictGraph(net).eval(), (example,), str(temporary), dynamo=False, opset_version=OPSET,
             input_names=["l_norm"], output_names=["prediction"],
             dynamic_axes={"l_norm": {0: "batch", 2: "height", 3: "width"},
                           "prediction": {0: "batch", 2: "height", 3: "width"}},

@@ -113,7 +113,36 @@ def annealed_mean(logits: torch.Tensor, centers: torch.Tensor, temperature: floa
     return torch.einsum("bqhw,qc->bchw", probabilities, centers.to(logits))
 
 
-class ClassificationColorizer(ColorizationNet):
+def logits_head(cin: int, width: int, norm: str) -> nn.Sequential:
+    """3x3 conv-norm-ReLU, then a 1x1 conv to the Q cell logits."""
+    return nn.Sequential(
+        nn.Conv2d(cin, width, 3, padding=1, bias=False), make_norm(norm, width), nn.ReLU(inplace=True),
+        nn.Conv2d(width, NUM_BINS, 1),
+    )
+
+
+class BinClassifierNet(ColorizationNet):
+    """Shared by the classification models: ``forward`` gives Q logits per pixel at a reduced
+    resolution, ``predict`` decodes them by the annealed mean and upsamples to the input.
+
+    Subclasses set ``depth`` (the input must be a multiple of 2**depth for ``forward``) and
+    ``temperature``. Decoding is deterministic (one pass, fixed T), so it exports to ONNX.
+    """
+
+    depth: int
+    temperature: float
+    traceable_predict = True  # predict() without options is one deterministic pass
+
+    @torch.no_grad()
+    def predict(self, l_norm: torch.Tensor, temperature: float | None = None, **options: Any) -> torch.Tensor:
+        padded, (height, width) = pad_to_multiple(l_norm, 2**self.depth)
+        logits = self(padded)
+        ab = annealed_mean(logits, self.centers, self.temperature if temperature is None else temperature)
+        ab = F.interpolate(ab, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        return (ab / AB_SCALE)[..., :height, :width]
+
+
+class ClassificationColorizer(BinClassifierNet):
     """Encoder to 1/16 resolution, decoder with skips back to 1/4, Q logits per pixel there.
 
     ``forward`` gives the logits at 1/4 resolution (what the loss needs); ``predict`` decodes
@@ -146,10 +175,7 @@ class ClassificationColorizer(ColorizationNet):
             decoder.append(UpBlock(cin, widths[i], norm))
             cin = widths[i] * 2
         self.decoder = nn.ModuleList(decoder)
-        self.head = nn.Sequential(
-            nn.Conv2d(cin, widths[1], 3, padding=1, bias=False), make_norm(norm, widths[1]), nn.ReLU(inplace=True),
-            nn.Conv2d(widths[1], NUM_BINS, 1),
-        )
+        self.head = logits_head(cin, widths[1], norm)
         self.register_buffer("centers", bin_centers(), persistent=False)
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
@@ -163,14 +189,6 @@ class ClassificationColorizer(ColorizationNet):
         for block in self.decoder:
             h = torch.cat([block(h), skips.pop()], dim=1)
         return self.head(h)
-
-    @torch.no_grad()
-    def predict(self, l_norm: torch.Tensor, temperature: float | None = None, **options: Any) -> torch.Tensor:
-        padded, (height, width) = pad_to_multiple(l_norm, 2**self.depth)
-        logits = self(padded)
-        ab = annealed_mean(logits, self.centers, self.temperature if temperature is None else temperature)
-        ab = F.interpolate(ab, size=padded.shape[-2:], mode="bilinear", align_corners=False)
-        return (ab / AB_SCALE)[..., :height, :width]
 
 
 @register_model(

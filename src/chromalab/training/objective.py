@@ -71,8 +71,14 @@ class ColorizationObjective(L.LightningModule):
         self.augmentation = training_augmentation(self.cfg.data.size, self.cfg.data.min_crop_scale)
 
     def build_network(self) -> nn.Module:
-        # A run started from a trained model (model.init_from) overwrites every weight.
-        return self.spec.build(weights_follow=bool(self.cfg.model.init_from))
+        # A run started from a trained model of the same family (model.init_from) overwrites
+        # every weight; one of another family may leave pretrained parts as they are.
+        source = self.cfg.model.init_from
+        if source:
+            from chromalab.checkpoint import read_spec
+
+            return self.spec.build(weights_follow=read_spec(source).name == self.spec.name)
+        return self.spec.build()
 
     # --- data -------------------------------------------------------------------------
     def prepare_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

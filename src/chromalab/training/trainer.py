@@ -45,19 +45,35 @@ def build_objective(config: TrainConfig) -> ColorizationObjective:
 
 
 def initialize_weights(objective: ColorizationObjective, source: str) -> None:
-    """Start the network from a trained model's weights (fine-tuning, or a later phase)."""
+    """Start the network from a trained model's weights (fine-tuning, or a later phase).
+
+    A model of the same family must fit exactly. One of another family (an ``effunet`` that
+    starts an ``effclassify``, say) gives every tensor whose name and shape match, as timm
+    does when a pretrained backbone gets a new head; the rest keep their initialization.
+    """
     from chromalab.checkpoint import load_network
 
     net, spec = load_network(source)
     mine = objective.spec
-    if (spec.name, spec.color_space) != (mine.name, mine.color_space):
+    if spec.color_space != mine.color_space:
         raise ChromalabError(f"{source}: a {spec.name} model in {spec.color_space}; this run trains "
                              f"{mine.name} in {mine.color_space}")
-    try:
-        objective.net.load_state_dict(net.state_dict())
-    except RuntimeError:
-        raise ChromalabError(f"{source}: its weights do not fit this run's {mine.name} options "
-                             f"(it was built with {spec.kwargs})") from None
+    if spec.name == mine.name:
+        try:
+            objective.net.load_state_dict(net.state_dict())
+        except RuntimeError:
+            raise ChromalabError(f"{source}: its weights do not fit this run's {mine.name} options "
+                                 f"(it was built with {spec.kwargs})") from None
+        return
+    target = objective.net.state_dict()
+    shared = {name: value for name, value in net.state_dict().items()
+              if name in target and target[name].shape == value.shape}
+    if not shared:
+        raise ChromalabError(f"{source}: a {spec.name} model shares no weights with this run's {mine.name}")
+    objective.net.load_state_dict(shared, strict=False)
+    fresh = sorted({name.split(".")[0] for name in target if name not in shared})
+    log.info("started from %s (%s): %d of %d tensors; fresh: %s", source, spec.name, len(shared),
+             len(target), ", ".join(fresh) or "none")
 
 
 MAX_TIME = re.compile(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}")  # Lightning's Timer format, DD:HH:MM:SS
