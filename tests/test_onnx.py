@@ -90,3 +90,33 @@ def test_classifiers_export_with_their_annealed_mean_decoding(name: str, kwargs:
     mean = colorizer.predict_ab(l_norm, temperature=1.0)
     torch.testing.assert_close(mean, net.predict(l_norm, temperature=1.0))
     assert (mean - colorizer.predict_ab(l_norm)).abs().max() > 1e-2
+
+
+def test_export_stores_a_classifiers_temperature(tmp_path: Path, tiny_model: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from chromalab.checkpoint import ModelSpec, load_network, save_network
+    from chromalab.models import create_model
+
+    torch.manual_seed(0)
+    kwargs = {"widths": [8, 16, 32], "norm": "group", "temperature": 0.38}
+    net = create_model("classify", **kwargs).eval()
+    with torch.no_grad():
+        net.head[-1].weight.mul_(20.0)
+    source = save_network(net, ModelSpec("classify", kwargs, size=32), tmp_path / "c.safetensors")
+    for fmt in ("safetensors", "onnx"):
+        out = tmp_path / f"warm.{fmt}"
+        assert main(["export", "--model", str(source), "--format", fmt, "--temperature", "1",
+                     "--out", str(out)]) == 0
+    loaded, spec = load_network(tmp_path / "warm.safetensors")
+    assert spec.kwargs["temperature"] == 1.0 and loaded.temperature == 1.0
+    l_norm = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    expected = net.predict(l_norm, temperature=1.0)
+    torch.testing.assert_close(loaded.predict(l_norm), expected)
+    assert (OnnxBackend(tmp_path / "warm.onnx")(l_norm) - expected).abs().max() < 1e-2
+    assert (expected - net.predict(l_norm)).abs().max() > 1e-2  # T really changed the colors
+
+    capsys.readouterr()
+    assert main(["export", "--model", str(tiny_model), "--format", "safetensors", "--temperature", "1",
+                 "--out", str(tmp_path / "x.safetensors")]) != 0
+    assert "--temperature is for classification models" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from chromalab.checkpoint import ModelSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,8 +23,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output file")
     parser.add_argument("--half", action="store_true", help="safetensors: store weights as fp16")
     parser.add_argument("--size", type=int, default=None, help="ONNX: example input size (default: the model's)")
+    parser.add_argument("--temperature", type=float, default=None, metavar="T",
+                        help="classification models: store T as the annealed-mean temperature they "
+                        "decode with (and the one the ONNX graph holds)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=run)
+
+
+def set_temperature(net: "torch.nn.Module", spec: "ModelSpec", temperature: float, source: str) -> None:
+    """Make T the model's own decoding temperature, in the network and in its spec."""
+    import math
+
+    from chromalab.errors import ChromalabError
+
+    if not hasattr(net, "temperature"):
+        raise ChromalabError(f"{source}: --temperature is for classification models; this is a {spec.name}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ChromalabError(f"--temperature {temperature}: must be 0 (the mode) or positive")
+    net.temperature = temperature
+    spec.kwargs["temperature"] = temperature
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise ChromalabError(f"{out}: exists (use --overwrite to replace it)")
     net, spec = load_network(args.model)
+    if args.temperature is not None:
+        set_temperature(net, spec, args.temperature, args.model)
     if args.format == "safetensors":
         save_network(net, spec, out, half=args.half)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

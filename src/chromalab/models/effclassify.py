@@ -4,8 +4,9 @@ Why this pairing: an L1 regressor predicts the conditional *mean* colour, which 
 objects is a desaturated brown (the sepia cast that makes L1 models score a worse FID than no
 colour at all). Classification with class rebalancing predicts a distribution instead, and its
 annealed mean picks a plausible vivid colour; the pretrained encoder supplies the semantics
-("sky", "grass", "skin") that the few thousand training photos cannot. It is the recipe of the
-shipped default model (see chromalab/weights/MODEL_CARD.md).
+("sky", "grass", "skin") that the few thousand training photos cannot. Trained for the shipped
+model and measured in chromalab/weights/MODEL_CARD.md (it colors as vividly as real photos, but
+its FID on ImageNet photos is worse than the L1 model's, so it is not the default).
 
 The encoder and the first three decoder steps have the same names and shapes as ``effunet``'s,
 so a trained ``effunet`` (e.g. the L1 model) can start it (``--init-from``): only the head,

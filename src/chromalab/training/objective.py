@@ -74,11 +74,16 @@ class ColorizationObjective(L.LightningModule):
         # A run started from a trained model of the same family (model.init_from) overwrites
         # every weight; one of another family may leave pretrained parts as they are.
         source = self.cfg.model.init_from
-        if source:
-            from chromalab.checkpoint import read_spec
+        if not source:
+            return self.spec.build()
+        from chromalab.checkpoint import read_spec
+        from chromalab.errors import ChromalabError
 
-            return self.spec.build(weights_follow=read_spec(source).name == self.spec.name)
-        return self.spec.build()
+        try:
+            same_family = read_spec(source).name == self.spec.name
+        except ChromalabError:
+            same_family = True  # unreadable: training stops at initialize_weights, with the reason
+        return self.spec.build(weights_follow=same_family)
 
     # --- data -------------------------------------------------------------------------
     def prepare_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
