@@ -6,21 +6,25 @@
 The network runs once per temperature (its logits are cheap next to Inception); the photos'
 ground-truth features are computed once for all (``evaluate_models``). Pick T on photos held
 out from *training* (e.g. the run's own validation split), never on the evaluation set. Writes
-the usual report (metrics.md, metrics.json, per_image.csv, samples.png) to --out.
+the usual report (metrics.md, metrics.json, per_image.csv, samples.png) to --out, which must
+not hold one already unless --overwrite.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from PIL import Image
 
+from chromalab.cli import setup_logging
+from chromalab.errors import ChromalabError
 from chromalab.evaluation.baselines import make_baselines
 from chromalab.evaluation.evaluate import evaluate_models
-from chromalab.evaluation.report import markdown_table, write_report
+from chromalab.evaluation.report import REPORT_FILES, check_outputs_free, markdown_table, write_report
 from chromalab.inference.colorizer import Colorizer
 
 
@@ -34,6 +38,34 @@ class AtTemperature:
         return self.colorizer.colorize_images(images, size=size, temperature=self.temperature, **options)
 
 
+def parse_temperatures(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ChromalabError(f"--temperatures {text!r}: expected numbers separated by commas") from None
+    if not all(math.isfinite(t) and t >= 0 for t in values):
+        raise ChromalabError(f"--temperatures {text!r}: each must be 0 (the mode) or positive")
+    return values
+
+
+def sweep(args: argparse.Namespace) -> None:
+    temperatures = parse_temperatures(args.temperatures)
+    if args.out:  # fail now, not after an hour of evaluation
+        check_outputs_free(Path(args.out), REPORT_FILES, args.overwrite)
+    colorizer = Colorizer.load(args.model, backend="torch")
+    if not hasattr(colorizer.net, "temperature"):
+        raise ChromalabError(f"{args.model}: not a classification model (no annealed-mean temperature)")
+    models: dict[str, Any] = {f"T={t:g}": AtTemperature(colorizer, t) for t in temperatures}
+    models.update(make_baselines(["gray"]))
+    # A bar on a terminal; otherwise evaluate logs a line every tenth of the photos.
+    results = evaluate_models(models, args.data, size=args.size, limit=args.limit,
+                              metrics=args.metrics.split(","), progress=sys.stderr.isatty())
+    print(markdown_table(results))
+    if args.out:
+        write_report(results, Path(args.out), overwrite=args.overwrite,
+                     title=f"{args.model}: annealed-mean temperature")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
@@ -43,19 +75,14 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
     args = parser.parse_args()
-
-    colorizer = Colorizer.load(args.model, backend="torch")
-    if not hasattr(colorizer.net, "temperature"):
-        print(f"{args.model}: not a classification model (no annealed-mean temperature)", file=sys.stderr)
+    setup_logging(verbose=False)
+    try:
+        sweep(args)
+    except ChromalabError as error:
+        print(f"temperature_sweep: error: {error}", file=sys.stderr)
         return 2
-    models: dict[str, Any] = {f"T={float(t):g}": AtTemperature(colorizer, float(t)) for t in args.temperatures.split(",")}
-    models.update(make_baselines(["gray"]))
-    results = evaluate_models(models, args.data, size=args.size, limit=args.limit,
-                              metrics=args.metrics.split(","), progress=sys.stderr.isatty())
-    print(markdown_table(results))
-    if args.out:
-        write_report(results, Path(args.out), overwrite=True, title=f"{args.model}: annealed-mean temperature")
     return 0
 
 

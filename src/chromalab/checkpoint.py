@@ -84,7 +84,8 @@ def save_network(
     return path
 
 
-def _read_safetensors(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+def _safetensors_spec(path: Path) -> ModelSpec:
+    """The spec in a safetensors file's header; the weights are not read."""
     from safetensors import safe_open
 
     try:
@@ -94,7 +95,11 @@ def _read_safetensors(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
         raise ChromalabError(f"{path}: not a readable safetensors model ({error})") from None
     if metadata.get("format") != FORMAT or "spec" not in metadata:
         raise ChromalabError(f"{path}: safetensors file without a chromalab model spec")
-    return ModelSpec.from_json(metadata["spec"]), load_file(str(path))
+    return ModelSpec.from_json(metadata["spec"])
+
+
+def _read_safetensors(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    return _safetensors_spec(path), load_file(str(path))
 
 
 def _read_lightning(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
@@ -143,11 +148,12 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
 
 
 def read_spec(name_or_path: str | Path | None = None) -> ModelSpec:
-    """The spec of a model file, run folder or shipped name, without building the network."""
+    """The spec of a model file, run folder or shipped name, without building the network
+    (a safetensors file's header only; a Lightning checkpoint has to be read whole)."""
     path = resolve_model_path(name_or_path)
     if path.suffix == ".ckpt":
         return _read_lightning(path)[0]
-    return _read_safetensors(path)[0]
+    return _safetensors_spec(path)
 
 
 def load_network(name_or_path: str | Path | None = None) -> tuple[nn.Module, ModelSpec]:

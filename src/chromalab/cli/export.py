@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,8 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def set_temperature(net: "torch.nn.Module", spec: "ModelSpec", temperature: float, source: str) -> None:
     """Make T the model's own decoding temperature, in the network and in its spec."""
-    import math
-
     from chromalab.errors import ChromalabError
 
     if not hasattr(net, "temperature"):

@@ -125,13 +125,21 @@ class BinClassifierNet(ColorizationNet):
     """Shared by the classification models: ``forward`` gives Q logits per pixel at a reduced
     resolution, ``predict`` decodes them by the annealed mean and upsamples to the input.
 
-    Subclasses set ``depth`` (the input must be a multiple of 2**depth for ``forward``) and
-    ``temperature``. Decoding is deterministic (one pass, fixed T), so it exports to ONNX.
+    Subclasses set ``depth`` (the input must be a multiple of 2**depth for ``forward``); the
+    base holds the decoding temperature and the cell centers. Decoding is deterministic (one
+    pass, fixed T), so it exports to ONNX.
     """
 
     depth: int
-    temperature: float
     traceable_predict = True  # predict() without options is one deterministic pass
+
+    def __init__(self, out_channels: int, temperature: float) -> None:
+        super().__init__()
+        if out_channels != 2:
+            raise ValueError("the classification model predicts a*b*: train it in the lab color space")
+        self.out_channels = out_channels
+        self.temperature = temperature
+        self.register_buffer("centers", bin_centers(), persistent=False)
 
     @torch.no_grad()
     def predict(self, l_norm: torch.Tensor, temperature: float | None = None, **options: Any) -> torch.Tensor:
@@ -156,13 +164,9 @@ class ClassificationColorizer(BinClassifierNet):
         norm: str = "batch",
         temperature: float = 0.38,
     ) -> None:
-        super().__init__()
-        if out_channels != 2:
-            raise ValueError("the classification model predicts a*b*: train it in the lab color space")
+        super().__init__(out_channels, temperature)
         if len(widths) < 3:
             raise ValueError("the classification model needs at least 3 encoder widths")
-        self.out_channels = out_channels
-        self.temperature = temperature
         widths = tuple(int(w) for w in widths)
         self.depth = len(widths)
         self.encoder = nn.ModuleList(
@@ -176,7 +180,6 @@ class ClassificationColorizer(BinClassifierNet):
             cin = widths[i] * 2
         self.decoder = nn.ModuleList(decoder)
         self.head = logits_head(cin, widths[1], norm)
-        self.register_buffer("centers", bin_centers(), persistent=False)
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) with H, W multiples of 2**depth -> (B, Q, H/4, W/4) logits."""

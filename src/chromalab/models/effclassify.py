@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from chromalab.models.classify import BinClassifierNet, bin_centers, logits_head
+from chromalab.models.classify import BinClassifierNet, logits_head
 from chromalab.models.effunet import DecoderStep, LiteEncoder
 from chromalab.models.registry import register_model
 
@@ -39,13 +39,9 @@ class EffClassifier(BinClassifierNet):
         temperature: float = 0.38,
         pretrained: bool = True,
     ) -> None:
-        super().__init__()
-        if out_channels != 2:
-            raise ValueError("the classification model predicts a*b*: train it in the lab color space")
+        super().__init__(out_channels, temperature)
         if len(decoder_widths) != 3:
             raise ValueError("effclassify decodes to stride 4: give exactly 3 decoder widths")
-        self.out_channels = out_channels
-        self.temperature = temperature
         self.encoder = LiteEncoder(pretrained)
         skips = LiteEncoder.channels[1:-1][::-1]  # 112 (stride 16), 40 (8), 24 (4)
         steps = []
@@ -55,7 +51,6 @@ class EffClassifier(BinClassifierNet):
             cin = int(cout)
         self.decoder = nn.ModuleList(steps)
         self.head = logits_head(cin, int(head_width), norm)
-        self.register_buffer("centers", bin_centers(), persistent=False)
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) with H, W multiples of 32 -> (B, Q, H/4, W/4) logits."""
