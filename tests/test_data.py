@@ -190,3 +190,16 @@ def test_datamodule_splits_and_batches(photo_dir: Path) -> None:
     assert len(module.train_set) + len(module.val_set) == 12
     batch = next(iter(module.train_dataloader()))
     assert batch.shape == (4, 3, 24, 24) and batch.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("width, height", [(150, 150), (150, 113), (113, 150), (640, 480), (97, 97)])
+def test_center_crop_of_any_size_to_128(width: int, height: int) -> None:
+    # 150 -> 128 once computed a crop of 150.00000000000003 pixels and a negative box offset,
+    # which stopped `prepare` on the whole Intel scene set.
+    ramp = np.tile((np.arange(width) * 255 // (width - 1)).astype(np.uint8), (height, 1))
+    image = Image.fromarray(np.stack([ramp] * 3, axis=-1))
+    out = resize_center_crop(image, 128)
+    assert out.size == (128, 128)
+    # The crop is centered: a horizontal ramp stays symmetric about the middle column's value.
+    row = np.asarray(out)[64, :, 0].astype(int)
+    assert abs(row[0] + row[-1] - 2 * row[64]) <= 3

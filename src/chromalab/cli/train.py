@@ -34,7 +34,7 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "devices": ("trainer.devices", str, "devices per node, e.g. 2 or auto (Lightning)"),
     "num_nodes": ("trainer.num_nodes", int, "nodes (Lightning)"),
     "strategy": ("trainer.strategy", str, "auto, ddp, ddp_spawn ... (Lightning)"),
-    "precision": ("trainer.precision", str, "32-true, bf16-mixed, 16-mixed (Lightning)"),
+    "precision": ("trainer.precision", str, "auto (bf16-mixed where the CPU or GPU has bf16 units, else 32-true), 32-true, bf16-mixed (Lightning)"),
     "val_every": ("trainer.val_every", float, "validate every N epochs, or a fraction of one"),
     "discriminator": ("gan.discriminator", str, "GAN discriminator: patch, pixel, critic, multiscale, unet"),
     "gan_loss": ("gan.loss", str, "GAN loss: vanilla, lsgan, wgan-gp, hinge"),

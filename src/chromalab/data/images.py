@@ -228,11 +228,12 @@ def read_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     """Resize the shorter side to ``size`` and center-crop to ``size`` x ``size``."""
     width, height = image.size
-    scale = size / min(width, height)
-    crop_w, crop_h = size / scale, size / scale
-    left, top = (width - crop_w) / 2.0, (height - crop_h) / 2.0
+    # The crop is the shorter side itself: size / (size / side) can come out a hair above it
+    # (150 -> 150.00000000000003) and give Pillow a negative box offset.
+    side = min(width, height)
+    left, top = (width - side) / 2.0, (height - side) / 2.0
     return image.resize(
-        (size, size), Image.Resampling.BICUBIC, box=(left, top, left + crop_w, top + crop_h),
+        (size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side),
         reducing_gap=3.0,
     )
 

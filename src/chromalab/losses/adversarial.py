@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from chromalab.precision import full_precision
+
 Outputs = torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
 
 GAN_LOSSES = ("vanilla", "lsgan", "wgan-gp", "hinge")
@@ -36,6 +38,7 @@ def check_gan_loss(kind: str) -> str:
     return kind
 
 
+@full_precision  # a bf16 discriminator's scores are judged in fp32
 def discriminator_loss(
     kind: str, real: Outputs, fake: Outputs, real_label: float = 1.0, fake_label: float = 0.0
 ) -> torch.Tensor:
@@ -63,6 +66,7 @@ def discriminator_loss(
     return _average(terms)
 
 
+@full_precision
 def generator_loss(kind: str, fake: Outputs) -> torch.Tensor:
     """The generator's adversarial loss on the discriminator's outputs for its colorings.
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from chromalab.color import ColorSpace
 from chromalab.losses.pixel import make_pixel_loss
+from chromalab.precision import full_precision
 from chromalab.training.config import LossConfig
 
 
@@ -29,6 +30,7 @@ class ReconstructionLoss(nn.Module):
 
             self.perceptual = make_perceptual_loss(config.perceptual)
 
+    @full_precision  # a bf16 network's output is compared in fp32
     def forward(
         self, prediction: torch.Tensor, target: torch.Tensor, l_norm: torch.Tensor
     ) -> dict[str, torch.Tensor]:

@@ -31,6 +31,7 @@ from chromalab.color import denormalize_ab
 from chromalab.errors import ChromalabError
 from chromalab.models.blocks import pad_to_multiple
 from chromalab.models.classify import NUM_BINS, bin_centers, nearest_bin, soft_encode
+from chromalab.precision import full_precision
 from chromalab.training.objective import ColorizationObjective, register_objective
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,10 @@ class ClassificationObjective(ColorizationObjective):
         if padded.shape[-2:] != l_norm.shape[-2:]:
             pad = (0, padded.shape[-1] - l_norm.shape[-1], 0, padded.shape[-2] - l_norm.shape[-2])
             target = F.pad(target, pad, mode="replicate")
-        logits = net(padded)
+        return self.rebalanced_cross_entropy(net(padded), target)
+
+    @full_precision  # a bf16 network's logits: the softmax and the sums in fp32
+    def rebalanced_cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         # The target at the logits' resolution, as in the paper (chroma is smooth).
         ab = denormalize_ab(F.adaptive_avg_pool2d(target, logits.shape[-2:]))
         cfg = self.cfg.classify

@@ -70,7 +70,9 @@ class TrainerConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    # auto: bf16-mixed where the processor has bf16 units (AMX, AVX-512 BF16, recent GPUs), else
+    # 32-true; chromalab.precision says why. Any Lightning precision is accepted as well.
+    precision: str = "auto"
     patience: int | None = None  # early stopping on val/loss, in validation rounds
     val_every: float = 1.0  # validate every N epochs (int) or fraction of an epoch (float < 1)
     log_every: int = 10

@@ -16,8 +16,11 @@ import torch.nn.functional as F
 
 from chromalab.errors import ChromalabError
 from chromalab.models.diffusion import PREDICTION_TYPES, SAMPLERS
+from chromalab.precision import full_precision
 from chromalab.training.config import DiffusionConfig
 from chromalab.training.objective import ColorizationObjective, register_objective
+
+fp32_mse = full_precision(F.mse_loss)  # a bf16 network's prediction is scored in fp32
 
 VALIDATION_TIMESTEPS = 10  # the fixed t grid of val/loss
 
@@ -63,7 +66,7 @@ class DiffusionObjective(ColorizationObjective):
         x0 = net.encode_chroma(target)
         noise = torch.randn(x0.shape, generator=noise_generator, device=x0.device, dtype=x0.dtype)
         noisy = net.noise_scheduler.add_noise(x0, noise, timesteps)
-        return F.mse_loss(net(noisy, padded, timesteps), net.training_target(x0, noise, timesteps))
+        return fp32_mse(net(noisy, padded, timesteps), net.training_target(x0, noise, timesteps))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         l_norm, target, _ = self.prepare_batch(batch)

@@ -22,6 +22,7 @@ from chromalab.data.datamodule import PhotoDataModule
 from chromalab.data.shards import ShardDataModule, is_shard_source
 from chromalab.errors import ChromalabError
 from chromalab.models.registry import model_entry
+from chromalab.precision import resolve_precision
 from chromalab.training.callbacks import ExportModel, FreezeEncoder, SampleGrid, SaveFinalState, Throughput
 from chromalab.training.config import TrainConfig
 from chromalab.training.objective import ColorizationObjective, objective_class
@@ -186,7 +187,7 @@ def build_trainer(
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, t.accelerator),
         # Lightning clips only for automatic optimization; GAN objectives clip themselves.
         gradient_clip_val=None if manual_optimization else config.optim.grad_clip,
         log_every_n_steps=t.log_every,

@@ -13,9 +13,11 @@ from typing import Any
 import torch
 
 from chromalab.losses.reconstruction import ReconstructionLoss
+from chromalab.precision import full_precision
 from chromalab.training.objective import ColorizationObjective, register_objective
 
 
+@full_precision
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over latent dims, batch mean."""
     per_element = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
