@@ -93,7 +93,7 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
 
 def smoother_cost(frames: list[np.ndarray], size: int) -> float:
     """CPU milliseconds per frame of TemporalSmoother alone (two Farnebäck flows, warps, blend)."""
-    from chromalab.inference.colorizer import model_input
+    from chromalab.inference.fullres import model_input
     from chromalab.inference.video import TemporalSmoother
 
     smoother = TemporalSmoother()

@@ -14,7 +14,7 @@ from skimage import color as skcolor
 
 from chromalab import colorize, load_model
 from chromalab.cli import main
-from chromalab.inference.colorizer import merge_full_resolution, full_resolution_lightness
+from chromalab.inference.fullres import full_resolution_lightness, merge_full_resolution
 from tests.conftest import synthetic_photo
 
 

@@ -43,22 +43,26 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _to_rgb8(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB the way a viewer would show it."""
+def _to_rgb8(image: Image.Image, keep_gray: bool = False) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB the way a viewer would show it.
+
+    ``keep_gray``: a photo stored as one gray channel (8, 16 or 32 bits) comes back as 8-bit
+    "L" instead, a third of the memory, for code that reads lightness only (colorization).
+    """
     mode = image.mode
-    if mode == "RGB":
+    if mode == "RGB" or (mode == "L" and keep_gray):
         return image
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit integer gray: rescale to 8 bits by the type's range, not by clipping.
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
-        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
+        gray = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        return gray if keep_gray else gray.convert("RGB")
     if mode == "F":
         array = np.asarray(image, dtype=np.float64)
         top = 1.0 if array.max() <= 1.0 else 255.0
-        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
+        gray = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        return gray if keep_gray else gray.convert("RGB")
     if mode == "P":
         image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
         mode = image.mode
@@ -72,11 +76,12 @@ def _to_rgb8(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_rgb(path: str | os.PathLike[str], draft_size: int | None = None) -> Image.Image:
+def open_rgb(path: str | os.PathLike[str], draft_size: int | None = None, keep_gray: bool = False) -> Image.Image:
     """Decode ``path`` to an 8-bit RGB Pillow image with EXIF orientation applied.
 
     ``draft_size`` lets JPEG decoding skip detail below that shorter side (much faster when
-    the photo will be downscaled anyway). Raises BadImageError with a one-line reason.
+    the photo will be downscaled anyway). ``keep_gray`` returns a one-channel photo as 8-bit
+    "L" (see ``_to_rgb8``). Raises BadImageError with a one-line reason.
     """
     path = Path(path)
     if not path.exists():
@@ -102,7 +107,7 @@ def open_rgb(path: str | os.PathLike[str], draft_size: int | None = None) -> Ima
                     image.draft("RGB", (draft_size, draft_size))
                 image.load()
                 image = ImageOps.exif_transpose(image)
-                return _to_rgb8(image)
+                return _to_rgb8(image, keep_gray)
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from rich.progress import track
 
-from chromalab.color import lab_to_rgb, rgb_to_lab
-from chromalab.inference.colorizer import float_to_uint8, full_resolution_lightness
+from chromalab.color import float_to_uint8, lab_to_rgb, rgb_to_lab
+from chromalab.inference.fullres import full_resolution_lightness
 
 # Mean a*, b* over every pixel of /work/shared/data/train (9,505 photos, decoded small),
 # measured with ``mean_ab_of``: (1.83, 5.12) — see docs/evaluation.md.

@@ -92,7 +92,8 @@ def _batches(items: Sequence[Job], size: int) -> Iterator[Sequence[Job]]:
 
 def _load(job: Job) -> Image.Image | BadImageError:
     try:
-        return open_rgb(job.source)
+        # A gray photo stays one channel: the colorizer reads only its lightness.
+        return open_rgb(job.source, keep_gray=True)
     except BadImageError as error:
         return error
 

@@ -16,18 +16,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from chromalab.checkpoint import ModelSpec, load_network
-from chromalab.color import (
-    denormalize_ab,
-    float_to_uint8,
-    lab_to_rgb,
-    normalize_l,
-    rgb_to_lab,
-    uint8_to_float,
-)
+from chromalab.color import uint8_to_float
+from chromalab.inference.fullres import full_resolution_lightness, merge_full_resolution, model_input
 
 # (L_norm, ab_norm) at model size -> adjusted ab_norm; see chromalab.inference.controls.
 AbTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-STRIP_PIXELS = 2_000_000  # full-resolution merge works in strips of about this many pixels
 
 
 class Backend(Protocol):
@@ -38,42 +31,6 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> (1, 3, H, W) float in [0, 1]."""
     array = np.array(image.convert("RGB"), dtype=np.uint8)
     return uint8_to_float(torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0))
-
-
-def full_resolution_lightness(image: Image.Image) -> torch.Tensor:
-    """(1, 1, H, W) L* in [0, 100], computed in strips to bound memory on huge photos."""
-    array = np.array(image.convert("RGB"), dtype=np.uint8)
-    height, width = array.shape[:2]
-    rows = max(1, STRIP_PIXELS // width)
-    out = torch.empty(1, 1, height, width)
-    for top in range(0, height, rows):
-        strip = torch.from_numpy(array[top : top + rows]).permute(2, 0, 1).unsqueeze(0)
-        out[:, :, top : top + rows] = rgb_to_lab(uint8_to_float(strip))[:, :1]
-    return out
-
-
-def merge_full_resolution(lightness: torch.Tensor, ab_small: torch.Tensor) -> np.ndarray:
-    """Upsample normalized ab to L's size and join in Lab -> HxWx3 uint8 sRGB (in strips)."""
-    height, width = lightness.shape[-2:]
-    ab_full = F.interpolate(ab_small, size=(height, width), mode="bilinear", align_corners=False)
-    out = np.empty((height, width, 3), dtype=np.uint8)
-    rows = max(1, STRIP_PIXELS // width)
-    for top in range(0, height, rows):
-        lab = torch.cat(
-            [lightness[:, :, top : top + rows], denormalize_ab(ab_full[:, :, top : top + rows])], dim=1
-        )
-        out[top : top + rows] = float_to_uint8(lab_to_rgb(lab))[0].permute(1, 2, 0).numpy()
-    return out
-
-
-def model_input(image: Image.Image, size: int) -> torch.Tensor:
-    """(1, 1, size, size) normalized L of the photo squashed to the model's square input.
-
-    Squashing (not cropping) keeps every part of the photo in view of the network; the
-    predicted chroma is stretched back, and chroma is smooth enough for that not to show.
-    """
-    small = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return normalize_l(rgb_to_lab(image_to_tensor(small))[:, :1])
 
 
 class Colorizer:

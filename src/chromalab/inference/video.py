@@ -33,13 +33,8 @@ from PIL import Image
 
 from chromalab.atomic import atomic_target
 from chromalab.errors import ChromalabError
-from chromalab.inference.colorizer import (
-    AbTransform,
-    Colorizer,
-    full_resolution_lightness,
-    merge_full_resolution,
-    model_input,
-)
+from chromalab.inference.colorizer import AbTransform, Colorizer
+from chromalab.inference.fullres import full_resolution_lightness, merge_full_resolution, model_input
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"})
 VIDEO_OPTIONS = {  # encoder -> options; quality high enough that colors are not smeared
