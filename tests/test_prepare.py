@@ -238,3 +238,39 @@ def test_cli(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "duplicate" in out and "manifest" in out
     assert main(["prepare", str(source), str(source / "x"), "--no-progress"]) == 2
     assert "outside the source" in capsys.readouterr().err
+
+
+# --- Never a user's file ------------------------------------------------------------------
+
+
+def test_refuses_a_non_empty_folder_it_did_not_make(source: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "photos-of-mine"
+    dst.mkdir()
+    (dst / "a").mkdir()
+    mine = dst / "a" / "photo1.jpg"  # exactly where prepare would write a/photo1.png's output
+    mine.write_bytes(b"my own photo")
+    with pytest.raises(ChromalabError, match="not empty and not a folder chromalab prepare made"):
+        prepare(source, dst, OPTIONS, workers=1, progress=False)
+    assert mine.read_bytes() == b"my own photo" and sorted(p.name for p in dst.rglob("*")) == ["a", "photo1.jpg"]
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ChromalabError, match="is not a folder"):
+        prepare(source, tmp_path / "a-file", OPTIONS, workers=1, progress=False)
+
+
+def test_a_foreign_file_inside_its_own_folder_is_never_replaced_or_removed(source: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "out"
+    prepare(source, dst, OPTIONS, workers=1, progress=False)
+    # Foreign files at planned outputs: one where a kept photo goes (output deleted first, so
+    # a resume would rewrite it), one where a dropped duplicate's output would be removed.
+    kept_output = dst / "a" / "photo1.jpg"
+    kept_output.unlink()
+    kept_output.write_bytes(b"placed by hand")
+    duplicate_output = dst / "b" / "copy-of-1.jpg"
+    duplicate_output.write_bytes(b"also by hand")
+    summary = prepare(source, dst, OPTIONS, workers=1, progress=False)
+    assert kept_output.read_bytes() == b"placed by hand"
+    assert duplicate_output.read_bytes() == b"also by hand"
+    manifest = read_manifest(dst)
+    assert manifest["a/photo1.png"]["status"] == "write-error"
+    assert "exists" in manifest["a/photo1.png"]["detail"]
+    assert summary["removed"] == 0

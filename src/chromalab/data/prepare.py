@@ -111,6 +111,7 @@ class SourceFacts:
     digest: str = ""  # hash of the decoded pixels
     error: str = ""  # why it could not be read
     write_error: str = ""  # why its output could not be written (retried on the next run)
+    written: bool = False  # this folder's prepare wrote the output: the only kind it may replace
 
 
 @dataclass
@@ -212,8 +213,13 @@ def is_candidate(facts: SourceFacts, options: PrepareOptions) -> bool:
             and not (options.drop_gray and facts.monochrome))
 
 
-def examine_source(src: str, relative: str, output: str | None, options: PrepareOptions) -> SourceFacts:
-    """Measure one source and, when it is a candidate and ``output`` is given, write it."""
+def examine_source(src: str, relative: str, output: str | None, options: PrepareOptions,
+                   replace: bool = False) -> SourceFacts:
+    """Measure one source and, when it is a candidate and ``output`` is given, write it.
+
+    ``replace``: the output path holds a file this prepare folder wrote earlier; any other file
+    there is never replaced (the photo is then reported as a write error).
+    """
     path = Path(src) / relative
     facts = SourceFacts(relative, file_signature(path))
     try:
@@ -227,14 +233,15 @@ def examine_source(src: str, relative: str, output: str | None, options: Prepare
     facts.digest = pixel_digest(image)
     if output is not None and is_candidate(facts, options):
         try:
-            save_image_atomic(resize_for_output(image, options.size, options.crop), Path(output), overwrite=True,
+            save_image_atomic(resize_for_output(image, options.size, options.crop), Path(output), overwrite=replace,
                               **options.save_options())
+            facts.written = True
         except BadImageError as error:
             facts.write_error = error.reason
     return facts
 
 
-def _examine_task(task: tuple[str, str, str | None, PrepareOptions]) -> SourceFacts:
+def _examine_task(task: tuple[str, str, str | None, PrepareOptions, bool]) -> SourceFacts:
     return examine_source(*task)
 
 
@@ -255,6 +262,25 @@ def load_journal(dst: Path) -> dict[str, SourceFacts]:
                 continue
             facts[record.source] = record
     return facts
+
+
+def check_destination(dst: Path) -> None:
+    """DST must be new, empty, or a folder prepare made (it holds prepare.json): nothing else
+    is ever written into, so a user's own files can never be replaced or removed."""
+    if dst.exists() and not dst.is_dir():
+        raise ChromalabError(f"{dst}: exists and is not a folder")
+    if dst.is_dir() and not (dst / SETTINGS_FILE).is_file() and any(dst.iterdir()):
+        raise ChromalabError(f"{dst}: not empty and not a folder chromalab prepare made (no {SETTINGS_FILE}); "
+                             "give a new or empty output folder")
+
+
+def written_outputs(dst: Path, journal: dict[str, SourceFacts], outputs: dict[str, str]) -> set[str]:
+    """Outputs earlier runs of this folder wrote (journal and manifest): the only files it may replace."""
+    ours = {outputs[source] for source, facts in journal.items() if source in outputs and facts.written}
+    if (dst / MANIFEST_FILE).is_file():
+        with open(dst / MANIFEST_FILE, newline="") as handle:
+            ours |= {row["output"] for row in csv.DictReader(handle) if row.get("output")}
+    return ours
 
 
 def check_settings(dst: Path, options: PrepareOptions) -> None:
@@ -351,12 +377,15 @@ def prepare(
     sources = [p.relative_to(src).as_posix() for p in list_images(src)]
     if not sources:
         raise ChromalabError(f"{src}: no photos found")
+    check_destination(dst)
     dst.mkdir(parents=True, exist_ok=True)
     check_settings(dst, options)
     outputs = plan_outputs(sources, FORMATS[options.format])
-    known, todo = _plan(sources, src, dst, outputs, options, load_journal(dst))
+    journal_facts = load_journal(dst)
+    known, todo = _plan(sources, src, dst, outputs, options, journal_facts)
+    ours = written_outputs(dst, journal_facts, outputs)  # grows with what this run writes
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    tasks = ((str(src), s, str(dst / outputs[s]), options) for s in sources if s in todo)
+    tasks = ((str(src), s, str(dst / outputs[s]), options, outputs[s] in ours) for s in sources if s in todo)
 
     summary = PrepareSummary()
     owners: dict[str, str] = {}  # pixel digest -> the source that keeps the photo
@@ -373,15 +402,17 @@ def prepare(
                 if status == "kept" and not output.is_file():
                     # Only if a source changed while this run read it (a known duplicate whose
                     # original now hashes differently): do it here rather than skip it.
-                    facts, fresh = examine_source(str(src), source, str(output), options), True
+                    facts, fresh = examine_source(str(src), source, str(output), options, outputs[source] in ours), True
                     status, detail = _decide(facts, options, owners)
+                if facts.written:
+                    ours.add(outputs[source])
                 if fresh:  # recorded at once: an interrupted run keeps what it learnt
                     journal.write(json.dumps(asdict(facts)) + "\n")
                     journal.flush()
                 if status == "kept":
                     summary.written += fresh
                     summary.reused += not fresh
-                elif output.is_file():
+                elif output.is_file() and outputs[source] in ours:
                     output.unlink()  # ours: written now as a duplicate, or by an earlier run
                     summary.removed += 1
                 if status in ("unreadable", "write-error"):

@@ -134,7 +134,7 @@ class TrainConfig:
     vae: VaeConfig = field(default_factory=VaeConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
-    out: str = "runs/default"
+    out: str | None = None  # the run folder; None: runs/<model>-<date>-<time>. Never an earlier run's.
     seed: int = 0
 
     # --- construction -----------------------------------------------------------------

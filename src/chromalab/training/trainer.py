@@ -101,16 +101,44 @@ def build_datamodule(config: TrainConfig) -> L.LightningDataModule:
     )
 
 
+RUN_DIR_ENV = "CHROMALAB_RUN_DIR"  # the folder rank 0 chose, for the DDP processes it starts
+
+
 def resolve_resume(config: TrainConfig, resume: str | None) -> str | None:
+    """The checkpoint to resume: ``last`` (the --out run's last.ckpt), a run folder or a .ckpt."""
     if not resume:
         return None
     if resume == "last":
+        if not config.out:
+            raise ChromalabError("--resume last needs the run: give --out RUN_FOLDER (or --resume RUN_FOLDER)")
         path = Path(config.out) / "checkpoints" / "last.ckpt"
     else:
         path = Path(resume)
+        if path.is_dir():
+            path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise ChromalabError(f"{path}: no checkpoint to resume from")
     return str(path)
+
+
+def new_run_dir(config: TrainConfig) -> Path:
+    """A folder no earlier run uses: ``out`` if it is new or empty, else ``out-2``, ``out-3``, ...
+
+    With no ``out``, ``runs/<model>-<date>-<time>``. A run never writes into another run's
+    folder: its model file, config and metric log would be replaced, and Lightning would put a
+    ``last-v1.ckpt`` beside the old ``last.ckpt``, so a later --resume would continue the wrong run.
+    """
+    import time
+
+    chosen = os.environ.get(RUN_DIR_ENV)
+    if chosen and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(chosen)  # a DDP process: rank 0 already chose (and created) the folder
+    base = Path(config.out) if config.out else Path("runs") / f"{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, number = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
 
 
 def set_aside_metric_log(run_dir: Path) -> None:
@@ -151,12 +179,18 @@ def build_trainer(
     extra_callbacks: list[L.Callback] | None = None,
 ) -> L.Trainer:
     t = config.trainer
-    checkpoints = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/loss", mode="min",
-        save_last=True, save_top_k=1, auto_insert_metric_name=False,
+        save_top_k=1, auto_insert_metric_name=False,
+    )
+    # last.ckpt at every validation, improved or not (ModelCheckpoint's save_last follows the
+    # best's saves only: a run killed after a plateau would lose every epoch since its best).
+    latest = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+        auto_insert_metric_name=False, enable_version_counter=False,
     )
     callbacks: list[L.Callback] = [
-        checkpoints, SaveFinalState(run_dir / "checkpoints" / "last.ckpt"), SampleGrid(t.samples), Throughput(),
+        best, latest, SaveFinalState(run_dir / "checkpoints" / "last.ckpt"), SampleGrid(t.samples), Throughput(),
         # GAN objectives (the manual-optimization ones) export their final weights, not the best L1.
         ExportModel(run_dir, final=manual_optimization),
         LearningRateMonitor(logging_interval="step"),
@@ -210,16 +244,25 @@ def train(
     ``callbacks`` are added to the Trainer's own (a sweep passes its pruning callback here).
     """
     check_options(config)
-    run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(config.seed, workers=True, verbose=False)
     ckpt_path = resolve_resume(config, resume)
+    if ckpt_path:  # the run that holds the checkpoint continues in its own folder
+        run_dir = Path(ckpt_path).resolve().parent.parent
+    else:
+        run_dir = new_run_dir(config)
+        if config.out and str(run_dir) != str(config.out):
+            log.warning("%s holds an earlier run: this run writes to %s", config.out, run_dir)
+        else:
+            log.info("run folder: %s", run_dir)
+    config.out = str(run_dir)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
     objective = build_objective(config)
     if config.model.init_from and not ckpt_path:  # a resumed run has its own weights
         initialize_weights(objective, config.model.init_from)
     # Only once the options have proved valid: a typo aimed at an existing run folder must not
     # replace that run's record of how it was trained.
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", config.to_yaml())
     first_process = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
     if ckpt_path and first_process:
