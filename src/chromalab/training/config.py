@@ -8,119 +8,142 @@ so a typo never silently trains the default.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field, TypeAdapter, ValidationError
 
 from chromalab.errors import ChromalabError
+
+
+# Constrained types: every field is validated by its declared type (pydantic), so a value of the
+# wrong kind, out of range or outside the choices is one line naming the option before any work.
+# The choices mirror the registries (losses, discriminators, samplers); tests/test_configs.py
+# checks that they stay equal, without importing torch-heavy modules into every config load.
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+PixelLoss = Literal["l1", "l2", "huber", "l1+l2"]
+PerceptualLoss = Literal["stlpips", "effnet"]
+Discriminator = Literal["patch", "pixel", "critic", "multiscale", "unet"]
+GanLoss = Literal["vanilla", "lsgan", "wgan-gp", "hinge"]
+Sampler = Literal["ddpm", "ddim"]
+PredictionType = Literal["epsilon", "v_prediction", "sample"]
+BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
+Precision = Literal["auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true", "64"]
 
 
 @dataclass
 class ModelConfig:
     name: str = "unet"
     kwargs: dict[str, Any] = field(default_factory=dict)  # the constructor's own options
-    color_space: str | None = None  # None: the model's registered default
+    color_space: Literal["lab", "rgb", "hsv", "ycbcr", "yuv"] | None = None  # None: the model's default
     init_from: str | None = None  # start from this model's weights (run folder, file, "default")
 
 
 @dataclass
 class DataConfig:
     path: str = ""  # a photo folder (recursive)
-    size: int = 128  # training crop size
-    batch_size: int = 32
-    val_fraction: float = 0.05
+    size: Annotated[int, Field(ge=8)] = 128  # training crop size
+    batch_size: Positive = 32
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
     seed: int = 0
-    workers: int | None = None  # None: cores - 1
+    workers: NonNegative | None = None  # None: cores - 1
     cache: bool = False  # keep decoded photos in a memory-mapped array
-    limit: int | None = None  # use at most this many training photos
-    min_crop_scale: float = 0.5  # random resized crop: smallest area fraction
+    limit: Positive | None = None  # use at most this many training photos
+    min_crop_scale: Annotated[float, Field(gt=0, le=1)] = 0.5  # random resized crop: smallest area fraction
     mood_augment: bool = False  # training-time hue shifts of the targets (control issue)
 
 
 @dataclass
 class LossConfig:
-    pixel: str = "l1"  # l1, l2, huber, l1+l2
-    huber_delta: float = 1.0
-    space: str = "native"  # native (the model's color space) or rgb (after Lab -> RGB)
-    perceptual: str | None = None  # stlpips or effnet
-    perceptual_weight: float = 0.1
+    pixel: PixelLoss = "l1"
+    huber_delta: PositiveFloat = 1.0
+    space: Literal["native", "rgb"] = "native"  # native (the model's color space) or rgb (after Lab -> RGB)
+    perceptual: PerceptualLoss | None = None
+    perceptual_weight: NonNegativeFloat = 0.1
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.02  # cosine decays to lr * min_lr_ratio
-    grad_clip: float | None = 1.0
-    freeze_encoder_epochs: int = 0  # keep a pretrained encoder (net.encoder) fixed this long
+    lr: PositiveFloat = 2e-3
+    weight_decay: NonNegativeFloat = 1e-4
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    warmup_steps: NonNegative = 100
+    min_lr_ratio: Fraction = 0.02  # cosine decays to lr * min_lr_ratio
+    grad_clip: PositiveFloat | None = 1.0
+    freeze_encoder_epochs: NonNegative = 0  # keep a pretrained encoder (net.encoder) fixed this long
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    max_steps: int = -1
+    epochs: Positive = 10
+    max_steps: Annotated[int, Field(ge=-1)] = -1
     # Wall-clock limit, Lightning's "DD:HH:MM:SS" (e.g. "00:01:40:00"): equal-time comparisons.
     # The LR schedule is still laid out over `epochs`; pick epochs that roughly fill the time.
-    max_time: str | None = None
+    max_time: str | None = None  # its form is checked with the other Lightning options
     accelerator: str = "auto"
     devices: Any = "auto"
-    num_nodes: int = 1
+    num_nodes: Positive = 1
     strategy: str = "auto"
     # auto: bf16-mixed where the processor has bf16 units (AMX, AVX-512 BF16, recent GPUs), else
-    # 32-true; chromalab.precision says why. Any Lightning precision is accepted as well.
-    precision: str = "auto"
-    patience: int | None = None  # early stopping on val/loss, in validation rounds
-    val_every: float = 1.0  # validate every N epochs (int) or fraction of an epoch (float < 1)
-    log_every: int = 10
-    samples: int = 8  # validation photos in the sample grid
+    # 32-true; chromalab.precision says why.
+    precision: Precision = "auto"
+    patience: Positive | None = None  # early stopping on val/loss, in validation rounds
+    # Validate every N epochs (a whole number) or a fraction of an epoch (under 1).
+    val_every: Annotated[float, Field(gt=0)] = 1.0
+    log_every: Positive = 10
+    samples: NonNegative = 8  # validation photos in the sample grid
     # Also keep the weights every N epochs (checkpoints/epochNNN.ckpt): a GAN's best epoch is
     # chosen afterwards by FID, which its validation L1 does not track.
-    snapshot_every: int | None = None
-    limit_val_batches: float | int = 1.0
+    snapshot_every: Positive | None = None
+    limit_val_batches: Annotated[float, Field(gt=0)] = 1.0
     progress: bool = True
 
 
 @dataclass
 class GanConfig:
     # Setting a discriminator turns any regression generator into a pix2pix-style GAN.
-    discriminator: str | None = None  # patch, pixel, critic, multiscale, unet
-    loss: str = "vanilla"  # vanilla, lsgan, wgan-gp, hinge
-    l1_weight: float = 100.0
-    real_label: float = 1.0  # one-sided label smoothing: e.g. 0.9
-    fake_label: float = 0.0
-    n_critic: int = 1
-    gp_weight: float = 10.0
-    d_lr: float | None = None  # None: optim.lr
-    g_lr: float | None = None
-    pretrain_epochs: int = 0  # L1-only generator epochs before the adversarial phase
+    discriminator: Discriminator | None = None
+    loss: GanLoss = "vanilla"
+    l1_weight: NonNegativeFloat = 100.0
+    real_label: Fraction = 1.0  # one-sided label smoothing: e.g. 0.9
+    fake_label: Fraction = 0.0
+    n_critic: Positive = 1
+    gp_weight: NonNegativeFloat = 10.0
+    d_lr: PositiveFloat | None = None  # None: optim.lr
+    g_lr: PositiveFloat | None = None
+    pretrain_epochs: NonNegative = 0  # L1-only generator epochs before the adversarial phase
     d_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class VaeConfig:
-    beta: float = 0.001
+    beta: NonNegativeFloat = 0.001
 
 
 @dataclass
 class DiffusionConfig:
-    timesteps: int = 1000
-    beta_schedule: str = "squaredcos_cap_v2"
-    sampler: str = "ddim"  # ddpm or ddim
-    steps: int = 50
-    prediction_type: str = "v_prediction"  # v_prediction, epsilon or sample (see models/diffusion.py)
+    timesteps: Positive = 1000
+    beta_schedule: BetaSchedule = "squaredcos_cap_v2"
+    sampler: Sampler = "ddim"
+    steps: Positive = 50
+    prediction_type: PredictionType = "v_prediction"  # see models/diffusion.py
 
 
 @dataclass
 class ClassifyConfig:
-    sigma: float = 5.0
-    neighbours: int = 5
-    rebalance_lambda: float = 0.5
-    temperature: float = 0.38
-    prior_photos: int = 500  # training photos counted for the class-rebalancing prior
+    sigma: PositiveFloat = 5.0
+    neighbours: Positive = 5
+    rebalance_lambda: Fraction = 0.5
+    temperature: PositiveFloat = 0.38
+    prior_photos: Positive = 500  # training photos counted for the class-rebalancing prior
 
 
 @dataclass
@@ -197,21 +220,11 @@ class TrainConfig:
             for sub, sub_value in flatten(value).items():
                 self.set(f"{path}.{sub}", sub_value)
             return
-        if _declared_type(node, leaf) == "str | None" and isinstance(value, str) and _parse_scalar(value) is not None:
-            # Text options keep the user's text: YAML would read "1:30:00:00" (a time limit)
-            # as the base-60 integer 5400, and a folder named "2024" as a number.
-            setattr(node, leaf, value)
-            return
-        setattr(node, leaf, _coerce(path, value, current))
+        setattr(node, leaf, validate_option(type(node), leaf, path, value))
 
 
 def _field_names(node: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(node)}
-
-
-def _declared_type(node: Any, name: str) -> str:
-    """The field's annotation as written (this module's annotations are strings)."""
-    return str(next(f.type for f in dataclasses.fields(node) if f.name == name))
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -240,32 +253,33 @@ def _parse_scalar(value: Any) -> Any:
     return value
 
 
-def _coerce(path: str, value: Any, current: Any) -> Any:
-    value = _parse_scalar(value)
-    if value is None or current is None:
-        return value
+@functools.cache
+def _field_adapter(section: type, name: str) -> tuple[TypeAdapter, Any]:
+    hint = typing.get_type_hints(section, include_extras=True)[name]
+    return TypeAdapter(hint), hint
+
+
+def _takes_text(hint: Any) -> bool:
+    """Whether a field is text (or text or None): its values are not read as YAML scalars."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, type(int | None)) else (hint,)
+    bare = [typing.get_args(o)[0] if typing.get_origin(o) is Annotated else o for o in options]
+    return str in bare
+
+
+def validate_option(section: type, name: str, path: str, value: Any) -> Any:
+    """``value`` checked and converted by the field's declared type; one line if it does not fit."""
+    adapter, hint = _field_adapter(section, name)
+    # Text options keep the user's text: YAML would read "1:30:00:00" (a time limit) as the
+    # base-60 integer 5400, and a folder named "2024" as a number; "null" still means None.
+    # Other options parse as YAML scalars ("1e-3", "[0.5, 0.999]", "true").
+    if not (isinstance(value, str) and _takes_text(hint)) or _parse_scalar(value) is None:
+        value = _parse_scalar(value)
     try:
-        if isinstance(current, bool):
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if isinstance(current, int) and not isinstance(value, bool):
-            if isinstance(value, float) and not value.is_integer():
-                return value  # e.g. trainer.val_every = 0.5
-            return int(value)
-        if isinstance(current, float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(current, tuple):
-            return tuple(float(v) for v in value)
-        if isinstance(current, str):
-            return str(value)
-    except (TypeError, ValueError):
-        pass
-    else:
-        return value
-    raise ChromalabError(
-        f"option {path!r} expects {type(current).__name__}, got {value!r}"
-    )
+        return adapter.validate_python(value)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        expected = problem["msg"].removeprefix("Input should be ").removeprefix("String should ")
+        raise ChromalabError(f"option {path}={value!r}: expected {expected}") from None
 
 
 def _plain(value: Any) -> Any:
