@@ -1,11 +1,12 @@
-"""Score a classification model at several annealed-mean temperatures in one pass.
+"""Score a model at several decoding settings in one pass: annealed-mean temperatures
+(classification models) or saturations (any model: its chroma times S).
 
     nice -n 10 .venv/bin/python scripts/temperature_sweep.py MODEL --data DIR \
-        [--temperatures 0.38,0.6,1.0] [--metrics fid,colorfulness,ciede2000] [--out REPORT_DIR]
+        [--temperatures 0.38,0.6,1.0 | --saturations 1,1.25,1.5] [--metrics fid,colorfulness] [--out DIR]
 
-The network runs once per temperature (its logits are cheap next to Inception); the photos'
-ground-truth features are computed once for all (``evaluate_models``). Pick T on photos held
-out from *training* (e.g. the run's own validation split), never on the evaluation set. Writes
+The network runs once per setting (it is cheap next to Inception); the photos' ground-truth
+features are computed once for all (``evaluate_models``). Pick the setting on photos held out
+from *training* (e.g. MiniPlaces val for the scene models), never on the evaluation set. Writes
 the usual report (metrics.md, metrics.json, per_image.csv, samples.png) to --out, which must
 not hold one already unless --overwrite.
 """
@@ -38,24 +39,45 @@ class AtTemperature:
         return self.colorizer.colorize_images(images, size=size, temperature=self.temperature, **options)
 
 
-def parse_temperatures(text: str) -> list[float]:
+class AtSaturation:
+    """A Colorizer whose chroma is multiplied by one saturation (as ``export --saturation`` stores)."""
+
+    def __init__(self, colorizer: Colorizer, saturation: float) -> None:
+        self.colorizer, self.saturation = colorizer, saturation
+
+    def colorize_images(self, images: Sequence[Image.Image], size: int | None = None, **options: Any) -> list[Image.Image]:
+        own, self.colorizer.saturation = self.colorizer.saturation, self.saturation
+        try:
+            return self.colorizer.colorize_images(images, size=size, **options)
+        finally:
+            self.colorizer.saturation = own
+
+
+def parse_values(text: str, option: str, minimum_text: str, allow_zero: bool) -> list[float]:
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
-        raise ChromalabError(f"--temperatures {text!r}: expected numbers separated by commas") from None
-    if not all(math.isfinite(t) and t >= 0 for t in values):
-        raise ChromalabError(f"--temperatures {text!r}: each must be 0 (the mode) or positive")
+        raise ChromalabError(f"{option} {text!r}: expected numbers separated by commas") from None
+    if not all(math.isfinite(v) and (v > 0 or (allow_zero and v == 0)) for v in values):
+        raise ChromalabError(f"{option} {text!r}: each must be {minimum_text}")
     return values
 
 
 def sweep(args: argparse.Namespace) -> None:
-    temperatures = parse_temperatures(args.temperatures)
+    if args.saturations:
+        settings = parse_values(args.saturations, "--saturations", "positive (1 = as trained)", allow_zero=False)
+    else:
+        settings = parse_values(args.temperatures, "--temperatures", "0 (the mode) or positive", allow_zero=True)
     if args.out:  # fail now, not after an hour of evaluation
         check_outputs_free(Path(args.out), REPORT_FILES, args.overwrite)
-    colorizer = Colorizer.load(args.model, backend="torch")
-    if not hasattr(colorizer.net, "temperature"):
-        raise ChromalabError(f"{args.model}: not a classification model (no annealed-mean temperature)")
-    models: dict[str, Any] = {f"T={t:g}": AtTemperature(colorizer, t) for t in temperatures}
+    colorizer = Colorizer.load(args.model, backend="auto" if args.saturations else "torch")
+    models: dict[str, Any]
+    if args.saturations:
+        models = {f"S={s:g}": AtSaturation(colorizer, s) for s in settings}
+    else:
+        if not hasattr(colorizer.net, "temperature"):
+            raise ChromalabError(f"{args.model}: not a classification model (no annealed-mean temperature)")
+        models = {f"T={t:g}": AtTemperature(colorizer, t) for t in settings}
     models.update(make_baselines(["gray"]))
     # A bar on a terminal; otherwise evaluate logs a line every tenth of the photos.
     results = evaluate_models(models, args.data, size=args.size, limit=args.limit,
@@ -63,7 +85,7 @@ def sweep(args: argparse.Namespace) -> None:
     print(markdown_table(results))
     if args.out:
         write_report(results, Path(args.out), overwrite=args.overwrite,
-                     title=f"{args.model}: annealed-mean temperature")
+                     title=f"{args.model}: {'saturation' if args.saturations else 'annealed-mean temperature'}")
 
 
 def main() -> int:
@@ -71,6 +93,7 @@ def main() -> int:
     parser.add_argument("model")
     parser.add_argument("--data", required=True)
     parser.add_argument("--temperatures", default="0.38,0.6,1.0")
+    parser.add_argument("--saturations", default=None, help="e.g. 1,1.25,1.5 (instead of temperatures)")
     parser.add_argument("--metrics", default="fid,colorfulness,colorfulness_truth,ciede2000,psnr")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--size", type=int, default=256)

@@ -161,3 +161,18 @@ def test_missing_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     code, _, stderr = run_cli(["colorize", str(tmp_path / "good.png"), "--model", str(tmp_path / "nope.safetensors"),
                                "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "no such model file" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_a_models_own_saturation_scales_its_chroma(tiny_model: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    vivid = tmp_path / "vivid.safetensors"
+    code, _, _ = run_cli(["export", "--model", str(tiny_model), "--format", "safetensors", "--saturation", "1.5",
+                          "--out", str(vivid)], capsys)
+    assert code == 0
+    plain, scaled = load_model(tiny_model), load_model(vivid)
+    assert (plain.saturation, scaled.saturation) == (1.0, 1.5)
+    l_norm = torch.linspace(-1, 1, 32 * 32).reshape(1, 1, 32, 32)
+    torch.testing.assert_close(scaled.predict_ab(l_norm), 1.5 * plain.predict_ab(l_norm))
+    code, _, err = run_cli(["export", "--model", str(tiny_model), "--saturation", "0", "--out",
+                            str(tmp_path / "x.safetensors"), "--format", "safetensors"], capsys)
+    assert code == 2 and "--saturation 0.0: must be positive" in err and not (tmp_path / "x.safetensors").exists()

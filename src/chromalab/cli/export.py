@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=None, metavar="T",
                         help="classification models: store T as the annealed-mean temperature they "
                         "decode with (and the one the ONNX graph holds)")
+    parser.add_argument("--saturation", type=float, default=None, metavar="S",
+                        help="store S as the model's own chroma multiplier (1 = as trained): an L1 "
+                        "model's cautious chroma, scaled by a factor chosen by FID on held-out photos")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=run)
 
@@ -59,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
     net, spec = load_network(args.model)
     if args.temperature is not None:
         set_temperature(net, spec, args.temperature, args.model)
+    if args.saturation is not None:
+        if not math.isfinite(args.saturation) or args.saturation <= 0:
+            raise ChromalabError(f"--saturation {args.saturation}: must be positive (1 = as trained)")
+        if args.format != "safetensors":
+            raise ChromalabError("--saturation is stored in a safetensors model's spec; the ONNX graph "
+                                 "holds the network alone (the Colorizer applies the spec's saturation)")
+        spec.extra["saturation"] = args.saturation
     if args.format == "safetensors":
         save_network(net, spec, out, half=args.half)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

@@ -41,6 +41,8 @@ class Colorizer:
 
         self.net = net.eval()
         self.spec = spec
+        # The model's own chroma multiplier (``chromalab export --saturation``): 1 = as trained.
+        self.saturation = float(spec.extra.get("saturation", 1.0))
         self.space = get_color_space(spec.color_space)
         self.backend: Backend = backend or self._torch_backend
         self.backend_name = "torch" if backend is None else "custom"
@@ -89,7 +91,8 @@ class Colorizer:
         # mean temperature, say): options that change it are run on the PyTorch network.
         backend = self._torch_backend if options and self.backend_name == "onnx" else self.backend
         prediction = backend(l_norm, **options)
-        return self.space.to_ab(l_norm, prediction)
+        ab = self.space.to_ab(l_norm, prediction)
+        return ab * self.saturation if self.saturation != 1.0 else ab
 
     @torch.inference_mode()
     def colorize_images(
