@@ -203,3 +203,26 @@ def test_center_crop_of_any_size_to_128(width: int, height: int) -> None:
     # The crop is centered: a horizontal ramp stays symmetric about the middle column's value.
     row = np.asarray(out)[64, :, 0].astype(int)
     assert abs(row[0] + row[-1] - 2 * row[64]) <= 3
+
+
+def test_importing_chromalab_leaves_pillows_global_settings_alone() -> None:
+    import subprocess
+    import sys
+
+    code = ("from PIL import Image, ImageFile; before = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES); "
+            "import chromalab, chromalab.data.images, chromalab.inference.colorize, chromalab.data.prepare; "
+            "print(before == (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
+
+
+def test_the_size_limit_is_checked_per_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chromalab.data import images
+
+    Image.new("L", (400, 300)).save(tmp_path / "big.png")
+    monkeypatch.setattr(images, "MAX_PIXELS", 100_000)
+    with pytest.raises(BadImageError, match=r"too large \(400x300, over 100,000 pixels\)"):
+        images.open_rgb(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # a host's own, lower, Pillow limit warns...
+    monkeypatch.setattr(images, "MAX_PIXELS", 200_000)
+    assert images.open_rgb(tmp_path / "big.png").size == (400, 300)  # ...and chromalab's limit decides

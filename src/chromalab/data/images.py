@@ -12,18 +12,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chromalab.atomic import atomic_target
 from chromalab.errors import BadImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 MIN_SIDE = 8  # smaller images carry no usable content for a colorizer
-MAX_PIXELS = 120_000_000  # beyond this a file is treated as a decompression bomb
-
-# Truncated files must fail loudly, not decode as half-gray pictures.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Beyond this a file is treated as a decompression bomb. Checked per call (open_rgb reads the
+# declared size before decoding); Pillow's global settings are the host program's, never changed
+# on import. Truncated files fail loudly with Pillow's default LOAD_TRUNCATED_IMAGES = False.
+MAX_PIXELS = 120_000_000
 
 JPEG_QUALITY = 95  # outputs are kept and shown: well above Pillow's 75
 
@@ -92,7 +91,9 @@ def open_rgb(path: str | os.PathLike[str], draft_size: int | None = None, keep_g
         raise BadImageError(path, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own limit is checked below, from the header; Pillow's warning (at its global
+            # MAX_IMAGE_PIXELS) is not ours to act on. Its error, at twice that, still stops.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:

@@ -53,7 +53,7 @@ class Colorizer:
 
         auto runs onnxruntime when it is installed and an ONNX export of this model already
         exists (shipped beside the weights or cached by an earlier ``--backend onnx``): it is
-        the faster backend on CPUs (see benchmarks/inference.py); otherwise PyTorch.
+        the faster backend on CPUs (benchmarks/foundation.py measures both); otherwise PyTorch.
         """
         from chromalab.checkpoint import resolve_model_path
         from chromalab.errors import ChromalabError
