@@ -95,3 +95,18 @@ def test_loading_a_trained_model_skips_the_imagenet_weights(monkeypatch: pytest.
     net, _ = load_network("default")
     assert isinstance(net.encoder, LiteEncoder)  # the pretrained-encoder family
     assert net.encoder.stem[0].weight.abs().sum() > 0
+
+
+def mean_chroma(colorizer: Colorizer) -> float:
+    chromas = []
+    for path in sample_photo_paths():
+        lab = rgb2lab(np.asarray(colorizer.colorize(gray_of(path))))
+        chromas.append(np.hypot(lab[..., 1], lab[..., 2]).mean())
+    return float(np.mean(chromas))
+
+
+def test_vivid_is_clearly_more_colorful_than_default(default_colorizer: Colorizer) -> None:
+    vivid = Colorizer.load("vivid", backend="torch")
+    default_chroma, vivid_chroma = mean_chroma(default_colorizer), mean_chroma(vivid)
+    assert default_chroma > MIN_MEAN_CHROMA
+    assert vivid_chroma >= VIVID_OVER_DEFAULT * default_chroma, (vivid_chroma, default_chroma)

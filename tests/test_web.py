@@ -26,8 +26,10 @@ from chromalab.inference.colorizer import Colorizer
 from chromalab.inference.controls import ColorControls, make_ab_transform
 from chromalab.web import jobs, video_jobs
 from chromalab.web.app import STATIC_DIR, create_app
-from chromalab.web.worker import InferenceWorker
+from chromalab.web.worker import InferenceWorker, Stopping
 from tests.conftest import synthetic_photo
+
+LOCAL = "http://127.0.0.1:7860"  # the Host the server checks (TestClient sends "testserver")
 
 
 def png_bytes(image: Image.Image, image_format: str = "PNG") -> bytes:
@@ -55,7 +57,7 @@ def gray_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(tiny_model: Path) -> TestClient:
-    with TestClient(create_app([tiny_model], None, max_upload_mb=2)) as test_client:
+    with TestClient(create_app([tiny_model], None, max_upload_mb=2), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -79,7 +81,7 @@ def test_info_lists_given_model_finished_runs_and_only_present_shipped_models(ti
     (runs / "unfinished" / "checkpoints").mkdir(parents=True)  # still training: not offered
     # The same model given twice (folder and file) is listed once.
     app = create_app([tiny_model, tiny_model / "model.safetensors"], runs, max_upload_mb=3)
-    info = TestClient(app).get("/api/info").json()
+    info = TestClient(app, base_url=LOCAL).get("/api/info").json()
 
     ids = [model["id"] for model in info["models"]]
     shipped_present = []
@@ -242,7 +244,7 @@ def test_oversized_uploads_get_413_before_anything_is_stored(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads would be saved
-    client = TestClient(create_app([tiny_model], None, max_upload_mb=1))
+    client = TestClient(create_app([tiny_model], None, max_upload_mb=1), base_url=LOCAL)
     payload = np.random.default_rng(0).integers(0, 256, 1_300_000, dtype=np.uint8).tobytes()
     response = client.post("/api/colorize", files={"images": ("big.png", payload, "image/png")})
     assert response.status_code == 413
@@ -258,14 +260,15 @@ def test_uploads_live_in_a_temporary_folder_only_during_the_request(
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     seen: list[Path] = []
-    original = jobs.open_upload
+    original = jobs.check_pixel_budget
 
-    def recording_open(upload: jobs.Upload):
-        assert upload.path.is_file() and upload.path.is_relative_to(tmp_path)
-        seen.append(upload.path)
-        return original(upload)
+    def recording_check(uploads: list[jobs.Upload]) -> None:  # the first look at every upload
+        for upload in uploads:
+            assert upload.path.is_file() and upload.path.is_relative_to(tmp_path)
+            seen.append(upload.path)
+        return original(uploads)
 
-    monkeypatch.setattr(jobs, "open_upload", recording_open)
+    monkeypatch.setattr(jobs, "check_pixel_budget", recording_check)
     assert post_photo(client, gray_photo).status_code == 200
     bad = client.post("/api/colorize", files={"images": ("x.jpg", b"junk", "image/jpeg")})
     assert bad.status_code == 400
@@ -310,7 +313,7 @@ def test_concurrent_requests_run_one_at_a_time_and_models_load_once(
 
     async def four_at_once() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as http:
             photo = gray_photo.read_bytes()
             requests = [http.post("/api/colorize", files={"images": (f"p{i}.png", photo, "image/png")})
                         for i in range(4)]
@@ -404,3 +407,86 @@ def test_page_and_assets_are_served_and_load_nothing_from_the_internet(client: T
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.IGNORECASE), path.name
         assert "@import" not in text and "@font-face" not in text
     assert client.get("/docs").status_code == 404  # FastAPI's docs pull scripts from a CDN
+
+
+# ---- limits under load -------------------------------------------------------------------------
+
+
+def test_a_foreign_host_header_is_refused(tiny_model: Path) -> None:
+    app = create_app([tiny_model], None)
+    assert TestClient(app, base_url="http://localhost:7860").get("/api/info").status_code == 200
+    rebinding = TestClient(app, base_url="http://attacker.example:7860").get("/api/info")
+    assert rebinding.status_code == 400
+    assert rebinding.json() == {"detail": "host 'attacker.example:7860' is not this server's address"}
+    # Bound to every address, the user asked for any name to work.
+    assert TestClient(create_app([tiny_model], None, host="0.0.0.0"), base_url="http://box.lan").get(
+        "/api/info").status_code == 200
+
+
+def test_pixel_budgets_refuse_before_decoding(client: TestClient, gray_photo: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+    monkeypatch.setattr(jobs, "open_upload", lambda upload: decoded.append(upload.name))
+    # A flat PNG declares many pixels in few bytes: refused from its header alone.
+    bomb = io.BytesIO()
+    Image.new("L", (9000, 6000)).save(bomb, format="PNG")
+    assert len(bomb.getvalue()) < 200_000
+    monkeypatch.setattr(jobs, "MAX_PHOTO_PIXELS", 50_000_000)
+    response = client.post("/api/colorize", files={"images": ("bomb.png", bomb.getvalue(), "image/png")})
+    assert response.status_code == 400 and decoded == []
+    assert response.json()["detail"].startswith("bomb.png: too large for this server (9000x6000")
+    # Several photos that each fit but not together.
+    width, height = Image.open(gray_photo).size
+    monkeypatch.setattr(jobs, "MAX_REQUEST_PIXELS", 2 * width * height)
+    photo = gray_photo.read_bytes()
+    response = client.post("/api/colorize", files=[("images", (f"p{i}.png", photo, "image/png")) for i in range(3)])
+    assert response.status_code == 400 and decoded == []
+    assert "per request" in response.json()["detail"]
+
+
+def test_a_full_queue_answers_503_with_retry_after(tiny_model: Path, gray_photo: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app([tiny_model], None, max_queue=1)
+    release = threading.Event()
+    real_job = jobs.colorize_uploads
+
+    def slow_job(*args):
+        release.wait(10)
+        return real_job(*args)
+
+    monkeypatch.setattr(jobs, "colorize_uploads", slow_job)
+
+    async def three_at_once() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as http:
+            photo = gray_photo.read_bytes()
+            first = asyncio.create_task(http.post("/api/colorize", files={"images": ("a.png", photo, "image/png")}))
+            await asyncio.sleep(0.3)  # the first job holds the single queue place
+            others = await asyncio.gather(*[http.post("/api/colorize", files={"images": ("b.png", photo, "image/png")})
+                                            for _ in range(2)])
+            release.set()
+            return [await first, *others]
+
+    first, *refused = asyncio.run(three_at_once())
+    assert first.status_code == 200
+    assert [r.status_code for r in refused] == [503, 503]
+    assert all(r.headers["retry-after"] == "5" and r.json()["detail"].startswith("the server is busy") for r in refused)
+
+
+def test_video_size_and_length_limits(client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = write_gray_clip(tmp_path / "clip.mp4").read_bytes()
+    monkeypatch.setattr(video_jobs, "MAX_VIDEO_SIDE", 40)  # the clip is 48x32
+    response = client.post("/api/colorize-video", files={"video": ("clip.mp4", clip, "video/mp4")})
+    assert response.status_code == 400 and response.json()["detail"].startswith("clip.mp4: frames of 48x32")
+    monkeypatch.setattr(video_jobs, "MAX_VIDEO_SIDE", 3840)
+    monkeypatch.setattr(video_jobs, "MAX_VIDEO_FRAMES", 4)  # the clip has 6
+    response = client.post("/api/colorize-video", files={"video": ("clip.mp4", clip, "video/mp4")})
+    assert response.status_code == 400 and "frames" in response.json()["detail"]
+
+
+def test_a_stopping_server_ends_the_running_job_between_photos(tiny_model: Path, gray_photo: Path) -> None:
+    app = create_app([tiny_model], None)
+    worker: InferenceWorker = app.state.worker
+    upload = jobs.Upload(gray_photo, "a.png")
+    worker.close()  # what the server's shutdown does
+    with pytest.raises(Stopping):
+        jobs.colorize_uploads(worker, tiny_model, [upload, upload], jobs.Settings())

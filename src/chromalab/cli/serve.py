@@ -47,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     from chromalab.web.app import create_app
 
-    app = create_app(args.model, args.models_dir, args.max_upload_mb)
+    app = create_app(args.model, args.models_dir, args.max_upload_mb, host=args.host)
     check_port_free(args.host, args.port)
     print(f"chromalab: open http://{args.host}:{args.port} in a browser (Ctrl+C to stop)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # SIGTERM / Ctrl+C: requests get 2 s to finish; the running job is asked to stop at its next
+    # photo or frame (worker.close), and its request's temporary folder is removed as it ends.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
     return 0

@@ -27,8 +27,8 @@ from starlette.background import BackgroundTask
 from chromalab.errors import ChromalabError
 from chromalab.web import jobs
 from chromalab.web.catalog import ModelChoice, build_catalog
-from chromalab.web.limits import UploadLimit
-from chromalab.web.worker import InferenceWorker
+from chromalab.web.limits import HostCheck, UploadLimit
+from chromalab.web.worker import InferenceWorker, QueueFull, Stopping
 
 try:  # video needs chromalab.inference.video; without it the page accepts photos only
     from chromalab.web import video_jobs
@@ -49,6 +49,8 @@ def create_app(
     models: Sequence[str | Path] = (),
     models_dir: Path | None = None,
     max_upload_mb: int = 25,
+    host: str = "127.0.0.1",
+    max_queue: int | None = None,
 ) -> FastAPI:
     """The app serving ``models`` (names or paths) plus the finished runs under ``models_dir``.
 
@@ -64,7 +66,7 @@ def create_app(
             f"no model to serve: no shipped model in this installation{where}; "
             "pass --model PATH (a model file or run folder)"
         )
-    worker = InferenceWorker()
+    worker = InferenceWorker() if max_queue is None else InferenceWorker(max_queue=max_queue)
     progress = video_jobs.JobProgress() if video_jobs else None
 
     @asynccontextmanager
@@ -75,6 +77,16 @@ def create_app(
     app = FastAPI(title="chromalab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.worker = worker
     app.add_middleware(UploadLimit, limit_mb=max_upload_mb)
+    app.add_middleware(HostCheck, host=host)  # added last: runs first
+
+    @app.exception_handler(QueueFull)
+    async def busy(_request: Request, error: QueueFull) -> JSONResponse:
+        return JSONResponse({"detail": f"the server is busy: {error}"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(Stopping)
+    async def stopping(_request: Request, error: Stopping) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "30"})
 
     def catalog() -> list[ModelChoice]:
         return build_catalog(models, models_dir)

@@ -17,6 +17,7 @@ from typing import Sequence
 from PIL import Image
 
 from chromalab.data.images import open_rgb
+from chromalab.data.images import read_size
 from chromalab.errors import BadImageError, ChromalabError
 from chromalab.inference.colorizer import AbTransform, Colorizer
 from chromalab.web.worker import InferenceWorker
@@ -71,11 +72,39 @@ class Result:
     seconds: float  # decode + colorize + encode
 
 
+MAX_PHOTO_PIXELS = 50_000_000  # one photo: a 50-MP scan; its decode and merge stay under ~1 GB
+MAX_REQUEST_PIXELS = 100_000_000  # all photos of one request together
+
+
 def open_upload(upload: Upload) -> Image.Image:
     try:
-        return open_rgb(upload.path)
+        return open_rgb(upload.path, keep_gray=True)
     except BadImageError as error:
         raise BadImageError(upload.name, error.reason) from None
+
+
+def check_pixel_budget(uploads: Sequence[Upload], per_photo: int | None = None, per_request: int | None = None) -> None:
+    """Every upload's declared size, from its header, before any photo is decoded.
+
+    A flat 100-MP PNG is a few hundred KB: the upload limit alone lets one request ask for
+    tens of GB of decoded pixels. The budget is checked on what the files declare, so no
+    pixel of a refused request is ever decoded; bad files fail here too, naming the upload.
+    """
+    per_photo = per_photo or MAX_PHOTO_PIXELS
+    per_request = per_request or MAX_REQUEST_PIXELS
+    total = 0
+    for upload in uploads:
+        try:
+            width, height = read_size(upload.path)
+        except BadImageError as error:
+            raise BadImageError(upload.name, error.reason) from None
+        if width * height > per_photo:
+            raise BadImageError(upload.name, f"too large for this server ({width}x{height}, "
+                                f"over {per_photo / 1e6:g} megapixels a photo)")
+        total += width * height
+    if total > per_request:
+        raise ChromalabError(f"these photos hold {total / 1e6:.0f} megapixels together; this server takes "
+                             f"at most {per_request / 1e6:g} per request (send fewer at a time)")
 
 
 def build_transform(settings: Settings) -> AbTransform | None:
@@ -115,13 +144,14 @@ def colorize_uploads(
 ) -> list[Result]:
     """Colorize each upload at its full resolution; BadImageError names the first bad file."""
     started = time.perf_counter()
-    images = [open_upload(upload) for upload in uploads]  # bad files fail before any model work
+    check_pixel_budget(uploads)  # sizes and bad headers fail before any decoding or model work
     transform = build_transform(settings)
     colorizer = load_model(worker, model_file)
     results = []
-    # One photo per forward pass: photos of any size, and memory bounded by one photo.
-    for upload, image in zip(uploads, images):
-        colorized = colorizer.colorize_images([image], ab_transform=transform)[0]
+    # One photo decoded, colorized and encoded at a time: memory is bounded by one photo.
+    for upload in uploads:
+        worker.check_stopping()
+        colorized = colorizer.colorize_images([open_upload(upload)], ab_transform=transform)[0]
         data = encode(colorized, settings.image_format)
         results.append(Result(
             output_name(upload.name, settings.image_format), data, FORMATS[settings.image_format][1],

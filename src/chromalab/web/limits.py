@@ -51,6 +51,34 @@ class UploadLimit:
         await self.app(scope, receive, send)
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+class HostCheck:
+    """Answers 400 to requests whose Host header is not a name of the address we listen on.
+
+    A page on another site can point its own domain name at 127.0.0.1 (DNS rebinding) and
+    then read this server's answers as same-origin; its requests still carry that domain in
+    Host, so only the names this server is reached by are accepted.
+    """
+
+    def __init__(self, app: ASGIApp, host: str) -> None:
+        self.app = app
+        names = set(LOOPBACK_NAMES) if host in ("127.0.0.1", "localhost", "::1", "") else set()
+        if host not in ("0.0.0.0", "::"):  # a wildcard bind takes any name: the user asked for it
+            names.add(host)
+        self.allowed = None if host in ("0.0.0.0", "::") else {n.lower() for n in names}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.allowed is not None:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name not in self.allowed:
+                await _reply(send, 400, f"host {host or '(none)'!r} is not this server's address")
+                return
+        await self.app(scope, receive, send)
+
+
 async def _drain(receive: Receive, limit_bytes: int) -> None:
     """Consume the request body without keeping it (up to what the client declared)."""
     received = 0

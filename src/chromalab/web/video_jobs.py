@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chromalab.errors import ChromalabError
-from chromalab.inference.video import colorize_video, probe_video
+from chromalab.inference.video import VideoInfo, colorize_video, probe_video
 from chromalab.web.jobs import ModelUnavailable, Settings, Upload, build_transform, load_model, output_name
 from chromalab.web.worker import InferenceWorker
 
@@ -54,6 +54,24 @@ class VideoResult:
     seconds: float
 
 
+MAX_VIDEO_SIDE = 3840  # 4K UHD: wider or taller frames are refused
+MAX_VIDEO_FRAME_PIXELS = 3840 * 2160
+MAX_VIDEO_FRAMES = 9000  # five minutes at 30 frames/s
+MAX_VIDEO_SECONDS = 600.0
+
+
+def check_video_limits(info: VideoInfo, name: str) -> None:
+    """Width, height and length from the container, before any frame is decoded."""
+    if max(info.width, info.height) > MAX_VIDEO_SIDE or info.width * info.height > MAX_VIDEO_FRAME_PIXELS:
+        raise ChromalabError(f"{name}: frames of {info.width}x{info.height} are larger than this server "
+                             f"takes (at most {MAX_VIDEO_SIDE} px a side, 4K UHD)")
+    if info.frames > MAX_VIDEO_FRAMES:
+        raise ChromalabError(f"{name}: {info.frames} frames; this server takes at most {MAX_VIDEO_FRAMES}")
+    seconds = info.frames / info.fps if info.fps else 0.0
+    if seconds > MAX_VIDEO_SECONDS:
+        raise ChromalabError(f"{name}: {seconds:.0f} s long; this server takes at most {MAX_VIDEO_SECONDS:.0f} s")
+
+
 def video_output_name(upload_name: str) -> tuple[str, str]:
     """Download name and extension: WebM stays WebM, anything else becomes MP4 (H.264)."""
     extension = ".webm" if upload_name.lower().endswith(".webm") else ".mp4"
@@ -69,11 +87,23 @@ def colorize_video_upload(
     target = folder / f"colorized{extension}"
     try:
         info = probe_video(upload.path)
+        check_video_limits(info, upload.name)
         transform = build_transform(settings)
         colorizer = load_model(worker, model_file)
         progress.start(upload.name, info.frames)
+        done = 0
+
+        def advance(frames: int) -> None:
+            nonlocal done
+            done += frames
+            worker.check_stopping()  # a stopping server ends the job between frames
+            if done > MAX_VIDEO_FRAMES:  # a container that under-declared its length
+                raise ChromalabError(f"{upload.name}: more than {MAX_VIDEO_FRAMES} frames; this server "
+                                     "takes no more")
+            progress.advance(frames)
+
         report = colorize_video(colorizer, upload.path, target, ab_transform=transform,
-                                temporal=temporal, on_progress=progress.advance)
+                                temporal=temporal, on_progress=advance)
     except ModelUnavailable:
         raise
     except ChromalabError as error:

@@ -20,17 +20,33 @@ from typing import Callable, TypeVar
 from chromalab.inference.colorizer import Colorizer
 
 T = TypeVar("T")
+MAX_QUEUE = 8  # jobs waiting or running; one more is answered 503 with Retry-After
+
+
+class QueueFull(Exception):
+    """The server has as many jobs as it queues: the client should come back later."""
+
+
+class Stopping(Exception):
+    """The server is shutting down: the running job ends at its next photo or frame."""
 
 
 class InferenceWorker:
     """Runs jobs one at a time on a dedicated thread; caches the last few loaded models."""
 
-    def __init__(self, cached_models: int = 2) -> None:
+    def __init__(self, cached_models: int = 2, max_queue: int = MAX_QUEUE) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chromalab-inference")
         self._models: OrderedDict[Path, Colorizer] = OrderedDict()
         self._cached_models = cached_models
         self._waiting = 0
         self._count_lock = threading.Lock()
+        self.max_queue = max_queue
+        self._stopping = threading.Event()
+
+    def check_stopping(self) -> None:
+        """Called by jobs between photos (and video frames): a stopping server ends them there."""
+        if self._stopping.is_set():
+            raise Stopping("the server is shutting down")
 
     @property
     def waiting(self) -> int:
@@ -38,8 +54,13 @@ class InferenceWorker:
         return self._waiting
 
     async def run(self, job: Callable[..., T], *args: object) -> T:
-        """Queue ``job(*args)`` on the inference thread and wait for its result."""
+        """Queue ``job(*args)`` on the inference thread and wait for its result.
+
+        Raises QueueFull, at once, when ``max_queue`` jobs are already waiting or running.
+        """
         with self._count_lock:
+            if self._waiting >= self.max_queue:
+                raise QueueFull(f"{self._waiting} jobs are queued; try again shortly")
             self._waiting += 1
         future = self._executor.submit(job, *args)
         future.add_done_callback(self._finished)
@@ -62,4 +83,6 @@ class InferenceWorker:
         return colorizer
 
     def close(self) -> None:
+        """Cancel queued jobs and ask the running one to stop at its next photo or frame."""
+        self._stopping.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
