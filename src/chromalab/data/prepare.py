@@ -355,10 +355,12 @@ def _progress_bar(progress: bool):  # -> rich.progress.Progress
                     TimeRemainingColumn(), disable=not progress)
 
 
-def _write_manifest(path: Path, rows: list[tuple[str, str, int, int, str, str]]) -> None:
+def _write_manifest(path: Path, rows: list[tuple[str, str, int, int, str, str, str]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(("source", "output", "width", "height", "status", "detail"))
+    # pixel_digest: BLAKE2b of the decoded source pixels (what --dedupe compares), so a corpus
+    # rebuilt from the same sources can be checked photo by photo.
+    writer.writerow(("source", "output", "width", "height", "status", "detail", "pixel_digest"))
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
 
@@ -389,7 +391,7 @@ def prepare(
 
     summary = PrepareSummary()
     owners: dict[str, str] = {}  # pixel digest -> the source that keeps the photo
-    rows: list[tuple[str, str, int, int, str, str]] = []
+    rows: list[tuple[str, str, int, int, str, str, str]] = []
     results = map_in_order(_examine_task, tasks, workers)
     try:
         with _progress_bar(progress) as bar, open(dst / JOURNAL_FILE, "a") as journal:
@@ -420,7 +422,7 @@ def prepare(
                     log.warning("%s: %s", src / source, detail)
                 summary.counts[status] += 1
                 rows.append((source, outputs[source] if status == "kept" else "", facts.width, facts.height,
-                             status, detail))
+                             status, detail, facts.digest))
                 bar.advance(task)
     finally:
         results.close()  # on an interruption: cancel the queued work
@@ -433,7 +435,7 @@ def prepare(
         items = [
             ShardItem(shard_key(output), dst / output,
                       {"source": source, "source_width": width, "source_height": height})
-            for source, output, width, height, status, _ in rows if status == "kept"
+            for source, output, width, height, status, _, _ in rows if status == "kept"
         ]
         shards = write_shards(items, dst / SHARDS_FOLDER, options.shards, options.seed, progress)
         summary.shards = [str(p.relative_to(dst)) for p in sorted(shards)]
