@@ -260,17 +260,20 @@ def test_refuses_a_non_empty_folder_it_did_not_make(source: Path, tmp_path: Path
 def test_a_foreign_file_inside_its_own_folder_is_never_replaced_or_removed(source: Path, tmp_path: Path) -> None:
     dst = tmp_path / "out"
     prepare(source, dst, OPTIONS, workers=1, progress=False)
-    # Foreign files at planned outputs: one where a kept photo goes (output deleted first, so
-    # a resume would rewrite it), one where a dropped duplicate's output would be removed.
+    # Foreign files at planned outputs: where a photo new in SRC goes, where a kept photo went
+    # (replaced by hand), and where a dropped duplicate's output was removed.
+    synthetic_photo(40, 48, 40).save(source / "b" / "new.png")
+    new_output = dst / "b" / "new.jpg"
+    new_output.write_bytes(b"placed by hand")
     kept_output = dst / "a" / "photo1.jpg"
     kept_output.unlink()
-    kept_output.write_bytes(b"placed by hand")
+    kept_output.write_bytes(b"also by hand")
     duplicate_output = dst / "b" / "copy-of-1.jpg"
-    duplicate_output.write_bytes(b"also by hand")
+    duplicate_output.write_bytes(b"and this one")
     summary = prepare(source, dst, OPTIONS, workers=1, progress=False)
-    assert kept_output.read_bytes() == b"placed by hand"
-    assert duplicate_output.read_bytes() == b"also by hand"
+    assert new_output.read_bytes() == b"placed by hand"
+    assert kept_output.read_bytes() == b"also by hand"
+    assert duplicate_output.read_bytes() == b"and this one"
     manifest = read_manifest(dst)
-    assert manifest["a/photo1.png"]["status"] == "write-error"
-    assert "exists" in manifest["a/photo1.png"]["detail"]
+    assert manifest["b/new.png"]["status"] == "write-error" and "exists" in manifest["b/new.png"]["detail"]
     assert summary["removed"] == 0

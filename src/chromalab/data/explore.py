@@ -20,6 +20,8 @@ What is exact and what is binned:
 
 from __future__ import annotations
 
+import multiprocessing
+
 import csv
 import json
 import math
@@ -239,7 +241,11 @@ def map_in_order(
             yield function(task)
         return
     window = window or 4 * workers
-    with ProcessPoolExecutor(workers, initializer=init_worker) as pool:
+    # forkserver, not fork: forking a process that runs threads (the pool's own feeder thread,
+    # torch's and OpenCV's pools) can copy a held lock into a child that then waits forever;
+    # that hung `prepare --workers 2` now and then. Workers start from a clean server process.
+    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker) as pool:
         pending: deque[Future] = deque()
         try:
             for task in tasks:

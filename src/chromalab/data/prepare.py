@@ -417,6 +417,11 @@ def prepare(
                 elif output.is_file() and outputs[source] in ours:
                     output.unlink()  # ours: written now as a duplicate, or by an earlier run
                     summary.removed += 1
+                    # No longer ours: a file put there later is someone else's.
+                    facts.written = False
+                    ours.discard(outputs[source])
+                    journal.write(json.dumps(asdict(facts)) + "\n")
+                    journal.flush()
                 if status in ("unreadable", "write-error"):
                     summary.problems.append({"path": source, "status": status, "reason": detail})
                     log.warning("%s: %s", src / source, detail)
