@@ -39,6 +39,13 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 @pytest.fixture(autouse=True)
+def _fp32_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same numbers on every machine: precision "auto" would train in bf16 on CPUs with AMX.
+    # tests/test_precision.py covers the bf16 path explicitly.
+    monkeypatch.setenv("CHROMALAB_FP32", "1")
+
+
+@pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
