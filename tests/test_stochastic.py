@@ -165,7 +165,9 @@ def test_new_runs_predict_velocity_and_old_model_files_stay_epsilon() -> None:
     config = TrainConfig.from_dict({"model": {"name": "diffusion", "kwargs": dict(DIFFUSION_KWARGS)}})
     assert DiffusionObjective(config.to_dict()).spec.kwargs["prediction_type"] == "v_prediction"
     assert create_model("diffusion", **DIFFUSION_KWARGS).prediction_type == "epsilon"  # no key: written before
-    config.set("diffusion.prediction_type", "noise")
+    with pytest.raises(ChromalabError, match="prediction_type='noise': expected 'epsilon', 'v_prediction' or 'sample'"):
+        config.set("diffusion.prediction_type", "noise")  # the typed options catch it first
+    config.diffusion.prediction_type = "noise"  # set from code: the objective still checks
     with pytest.raises(ChromalabError, match="prediction_type 'noise'"):
         DiffusionObjective(config.to_dict())
 
