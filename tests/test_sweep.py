@@ -51,7 +51,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def checkpointed_best_val_loss(run_dir: Path) -> float:
     """Independent of metrics.csv: the score Lightning's ModelCheckpoint kept for ``best``."""
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    (checkpoint,) = [v for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    (checkpoint,) = [v for k, v in state["callbacks"].items()
+                     if k.startswith("ModelCheckpoint") and "'monitor': 'val/loss'" in k]
     return float(checkpoint["best_model_score"])
 
 
@@ -87,9 +88,9 @@ def test_values_are_typed_by_the_config_field() -> None:
         ("optim.lr=float:abc:1", "'abc' is not a number"),
         ("data.batch_size=int:8:9.5", "not an integer"),
         ("data.batch_size=float:8:32", "is an integer"),
-        ("data.batch_size=8,12.5", "expects int"),
-        ("gan.l1_weight=1,heavy", "expects float"),
-        ("gan.d_lr=abc", "expects float"),
+        ("data.batch_size=8,12.5", "expected a valid integer"),
+        ("gan.l1_weight=1,heavy", "expected a valid number"),
+        ("gan.d_lr=abc", "expected a valid number"),
         ("loss.pixel=int:1:3", "not a number"),
         ("gan.l1_weight=1,1", "given twice"),
         ("optim.lr", "expected PATH=VALUES"),
@@ -111,7 +112,7 @@ def test_same_path_twice_is_rejected() -> None:
     [
         (["--param", "optim.lrr=1e-3,1e-2"], "unknown option 'optim.lrr'"),
         (["--param", "optim.lr=log:1e-2:1e-4", "--trials", "2"], "LO must be below HI"),
-        (["--param", "data.batch_size=8,abc"], "expects int"),
+        (["--param", "data.batch_size=8,abc"], "expected a valid integer"),
         (["--param", "optim.lr=log:1e-5:1e-3", "--sampler", "grid"], "grid sampler needs a list"),
         (["--param", "optim.lr=1e-3,1e-2", "--metric", "sharpness"], "unknown metric 'sharpness'"),
         (["--param", "optim.lr=1e-3,1e-2", "--metric", "colorfulness_truth"], "cannot be optimized"),
