@@ -137,14 +137,23 @@ async def run_load(base: str, payloads: dict, requests: int, clients: int, seed:
     for kind in kinds:
         queue.put_nowait(kind)
     results = []
+    retries: Counter = Counter()
 
     async def client() -> None:
+        # A polite client: on 503 it waits as Retry-After says (capped at 2 s) and tries again.
         async with httpx.AsyncClient(timeout=httpx.Timeout(120.0)) as http:
             while not queue.empty() and time.monotonic() < deadline:
                 kind = queue.get_nowait()
-                results.append(await one_request(http, base, kind, payloads[kind]))
+                for attempt in range(30):
+                    result = await one_request(http, base, kind, payloads[kind])
+                    if result[1] != 503:
+                        break
+                    retries[kind] += 1
+                    await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
+                results.append(result)
 
     await asyncio.gather(*[client() for _ in range(clients)])
+    print(f"503 answers retried: {sum(retries.values())} ({dict(retries)})")
     return results
 
 
@@ -184,7 +193,8 @@ def main() -> int:
         elapsed = time.perf_counter() - started
         peak = peak_rss_mb(server.pid)
         time.sleep(1.0)  # the last responses' background clean-up
-        left = [p for p in server_temp.rglob("*") if p not in existing and not any(q in existing for q in p.parents)]
+        # Request litter: the request folders (chromalab-web-*) and anything inside them.
+        left = [p for p in server_temp.rglob("chromalab-web-*")]
     finally:
         server.terminate()
         try:
