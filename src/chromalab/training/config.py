@@ -103,6 +103,9 @@ class TrainerConfig:
     # Also keep the weights every N epochs (checkpoints/epochNNN.ckpt): a GAN's best epoch is
     # chosen afterwards by FID, which its validation L1 does not track.
     snapshot_every: Positive | None = None
+    # The same every N optimizer steps (checkpoints/stepNNNNNN.ckpt): for runs shorter than an
+    # epoch of a large corpus, and for FID-against-time curves.
+    snapshot_every_steps: Positive | None = None
     limit_val_batches: Annotated[float, Field(gt=0)] = 1.0
     progress: bool = True
 

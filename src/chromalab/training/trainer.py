@@ -204,6 +204,11 @@ def build_trainer(
             dirpath=run_dir / "checkpoints", filename="epoch{epoch:03d}", every_n_epochs=t.snapshot_every,
             save_top_k=-1, save_weights_only=True, auto_insert_metric_name=False,
         ))
+    if t.snapshot_every_steps:
+        callbacks.append(ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="step{step:06d}", every_n_train_steps=t.snapshot_every_steps,
+            save_top_k=-1, save_weights_only=True, auto_insert_metric_name=False,
+        ))
     if t.patience:
         callbacks.append(EarlyStopping(monitor="val/loss", patience=t.patience, mode="min"))
     callbacks.extend(extra_callbacks or [])  # e.g. a sweep's pruning callback
