@@ -18,11 +18,17 @@ if TYPE_CHECKING:
     from chromalab.inference.colorizer import Colorizer
 
 
-def load_model(name_or_path: str | Path | None = None) -> "Colorizer":
-    """A shipped model by name ('default'), a model file (.safetensors/.ckpt) or a run folder."""
+def load_model(
+    name_or_path: str | Path | None = None, backend: str = "auto", precision: str = "auto"
+) -> "Colorizer":
+    """A shipped model by name ('default'), a model file (.safetensors/.ckpt) or a run folder.
+
+    ``backend``: auto, torch or onnx; ``precision``: auto, fp32, bf16 or int8
+    (:mod:`chromalab.inference.precision`).
+    """
     from chromalab.inference.colorizer import Colorizer
 
-    return Colorizer.load(name_or_path)
+    return Colorizer.load(name_or_path, backend=backend, precision=precision)
 
 
 def colorize(

@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="inference engine: onnx (onnxruntime; exported once, then cached), torch, "
                         "or auto (onnx when an export exists, else torch)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
+                        help="what the network computes in: fp32, bf16 (PyTorch, CPUs with bf16 units), "
+                        "int8 (onnxruntime, needs an int8 export) or auto (the model's measured choice, "
+                        "else fp32)")
     controls = parser.add_argument_group("creative controls (docs/controls-and-video.md)")
     controls.add_argument("--temperature", type=float, default=0.0, metavar="T",
                           help="white balance in [-1, 1]: + warmer, - cooler (1 = +110 mired)")
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from chromalab.inference.video import is_video_path
 
     ab_transform = make_ab_transform(ColorControls(args.temperature, args.hue, args.saturation, args.reference))
-    colorizer = Colorizer.load(args.model, backend=args.backend)
+    colorizer = Colorizer.load(args.model, backend=args.backend, precision=args.precision)
     videos = [path for path in args.inputs if is_video_path(path)]
     video_status = 0
     if videos:

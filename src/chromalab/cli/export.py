@@ -30,6 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--saturation", type=float, default=None, metavar="S",
                         help="store S as the model's own chroma multiplier (1 = as trained): an L1 "
                         "model's cautious chroma, scaled by a factor chosen by FID on held-out photos")
+    parser.add_argument("--int8", action="store_true",
+                        help="ONNX: quantize to int8 (static QDQ, onnxruntime), calibrated on --calibration photos")
+    parser.add_argument("--calibration", type=Path, default=None, metavar="DIR",
+                        help="--int8: folder of photos like the training photos (searched recursively)")
+    parser.add_argument("--calibration-photos", type=int, default=None, metavar="N",
+                        help="--int8: use N photos spread evenly over the folder (default: 300)")
+    parser.add_argument("--auto-precision", choices=["fp32", "bf16", "int8"], default=None,
+                        help="safetensors: record the precision that --precision auto runs this model in "
+                        "(only after measuring that it keeps the quality: benchmarks/precision.py)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=run)
 
@@ -69,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
             raise ChromalabError("--saturation is stored in a safetensors model's spec; the ONNX graph "
                                  "holds the network alone (the Colorizer applies the spec's saturation)")
         spec.extra["saturation"] = args.saturation
+    if args.auto_precision is not None:
+        if args.format != "safetensors":
+            raise ChromalabError("--auto-precision is stored in a safetensors model's spec")
+        spec.extra["auto_precision"] = args.auto_precision
+    if args.int8 and (args.format != "onnx" or args.calibration is None):
+        raise ChromalabError("--int8 makes an ONNX graph and needs --calibration DIR (photos like the training photos)")
     if args.format == "safetensors":
         save_network(net, spec, out, half=args.half)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -83,5 +98,29 @@ def run(args: argparse.Namespace) -> int:
         difference = (OnnxBackend(temporary)(probe) - expected).abs().max().item()
         if difference >= 1e-2:
             raise ChromalabError(f"{out}: ONNX output differs from PyTorch by {difference:.3g}; not kept")
+    if args.int8:
+        return quantize_export(out, args, size=args.size or spec.size)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); max |difference| vs PyTorch {difference:.2e}")
+    return 0
+
+
+def quantize_export(fp32_graph: Path, args: argparse.Namespace, size: int) -> int:
+    """Replace the fp32 graph just written at --out by its int8 quantization."""
+    from chromalab.data.folder import list_images
+    from chromalab.errors import ChromalabError
+    from chromalab.inference.precision import CALIBRATION_PHOTOS, quantize_int8
+
+    if not args.calibration.is_dir():
+        raise ChromalabError(f"{args.calibration}: not a folder of photos")
+    photos = list_images(args.calibration)
+    wanted = args.calibration_photos or CALIBRATION_PHOTOS
+    if wanted <= 0:
+        raise ChromalabError(f"--calibration-photos {wanted}: must be positive")
+    stride = max(1, len(photos) // wanted)  # evenly spread: every class of a sorted folder
+    chosen = photos[::stride][:wanted]
+    if not chosen:
+        raise ChromalabError(f"{args.calibration}: no photos found")
+    quantize_int8(fp32_graph, fp32_graph, chosen, size)
+    print(f"wrote {fp32_graph} ({fp32_graph.stat().st_size / 1e6:.1f} MB): int8 QDQ, calibrated on "
+          f"{len(chosen)} photos of {args.calibration}")
     return 0

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also offer every finished training run in this folder (default: runs)")
     parser.add_argument("--max-upload-mb", type=int, default=25,
                         help="largest upload accepted, in MB (default: 25)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
+                        help="what the networks compute in (default: auto, the model's measured choice; "
+                        "docs/speed.md)")
     parser.set_defaults(func=run)
 
 
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from chromalab.web.app import create_app
 
-    app = create_app(args.model, args.models_dir, args.max_upload_mb, host=args.host)
+    app = create_app(args.model, args.models_dir, args.max_upload_mb, host=args.host, precision=args.precision)
     check_port_free(args.host, args.port)
     print(f"chromalab: open http://{args.host}:{args.port} in a browser (Ctrl+C to stop)")
     # SIGTERM / Ctrl+C: requests get 2 s to finish; the running job is asked to stop at its next

@@ -46,24 +46,44 @@ class Colorizer:
         self.space = get_color_space(spec.color_space)
         self.backend: Backend = backend or self._torch_backend
         self.backend_name = "torch" if backend is None else "custom"
+        self.precision = "fp32"  # what the network computes in: fp32, bf16 or int8
 
     @classmethod
-    def load(cls, name_or_path: str | Path | None = None, backend: str = "auto") -> "Colorizer":
+    def load(
+        cls, name_or_path: str | Path | None = None, backend: str = "auto", precision: str = "auto"
+    ) -> "Colorizer":
         """Load a model; ``backend`` is torch, onnx (exported once, then cached) or auto.
 
         auto runs onnxruntime when it is installed and an ONNX export of this model already
         exists (shipped beside the weights or cached by an earlier ``--backend onnx``): it is
         the faster backend on CPUs (benchmarks/foundation.py measures both); otherwise PyTorch.
+        ``precision`` is fp32, bf16 (PyTorch), int8 (onnxruntime) or auto: see
+        :mod:`chromalab.inference.precision`.
         """
         from chromalab.checkpoint import resolve_model_path
         from chromalab.errors import ChromalabError
         from chromalab.inference import onnx_backend as onnx
+        from chromalab.inference import precision as inference_precision
 
         if backend not in ("auto", "torch", "onnx"):
             raise ChromalabError(f"unknown backend {backend!r}; use auto, torch or onnx")
+        inference_precision.check_precision(precision)
         path = resolve_model_path(name_or_path)
         net, spec = load_network(path)
         colorizer = cls(net, spec)
+        precision = colorizer._resolve_precision(path, precision, backend)
+        if precision == "bf16":
+            if backend == "onnx":
+                raise ChromalabError("bf16 runs on the PyTorch backend; use --backend torch or auto")
+            colorizer.backend = inference_precision.Bf16TorchBackend(net)
+            colorizer.backend_name, colorizer.precision = "torch", "bf16"
+            return colorizer
+        if precision == "int8":
+            if backend == "torch":
+                raise ChromalabError("int8 runs on the onnx backend; use --backend onnx or auto")
+            colorizer.backend = onnx.OnnxBackend(colorizer._int8_file(path))
+            colorizer.backend_name, colorizer.precision = "onnx", "int8"
+            return colorizer
         if backend == "torch" or not onnx.exportable(net):
             if backend == "onnx":
                 raise ChromalabError(f"{path}: this model samples at inference; use --backend torch")
@@ -80,6 +100,37 @@ class Colorizer:
         colorizer.backend = onnx.OnnxBackend(onnx_file)
         colorizer.backend_name = "onnx"
         return colorizer
+
+    def _int8_file(self, model_file: Path) -> Path:
+        from chromalab.errors import ChromalabError
+        from chromalab.inference import onnx_backend as onnx
+        from chromalab.inference.precision import int8_onnx_path
+
+        if not onnx.onnxruntime_available():
+            raise ChromalabError("int8 needs onnxruntime (pip install onnxruntime)")
+        int8_file = int8_onnx_path(model_file)
+        if not int8_file.is_file():
+            raise ChromalabError(
+                f"{model_file}: no int8 export yet; make one with: chromalab export --model {model_file} "
+                f"--format onnx --int8 --calibration PHOTOS --out {int8_file}"
+            )
+        return int8_file
+
+    def _resolve_precision(self, model_file: Path, precision: str, backend: str) -> str:
+        """``auto`` is the precision the model file records as measured and safe, if it runs here."""
+        from chromalab.inference import onnx_backend as onnx
+        from chromalab.inference.precision import int8_onnx_path
+        from chromalab.precision import cpu_has_bf16
+
+        if precision != "auto":
+            return precision
+        recorded = self.spec.extra.get("auto_precision", "fp32")
+        if recorded == "bf16" and cpu_has_bf16() and backend != "onnx":
+            return "bf16"
+        if (recorded == "int8" and backend != "torch" and onnx.onnxruntime_available()
+                and int8_onnx_path(model_file).is_file()):
+            return "int8"
+        return "fp32"
 
     def _torch_backend(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
         return self.net.predict(l_norm, **options)

@@ -51,6 +51,7 @@ def create_app(
     max_upload_mb: int = 25,
     host: str = "127.0.0.1",
     max_queue: int | None = None,
+    precision: str = "auto",
 ) -> FastAPI:
     """The app serving ``models`` (names or paths) plus the finished runs under ``models_dir``.
 
@@ -66,7 +67,10 @@ def create_app(
             f"no model to serve: no shipped model in this installation{where}; "
             "pass --model PATH (a model file or run folder)"
         )
-    worker = InferenceWorker() if max_queue is None else InferenceWorker(max_queue=max_queue)
+    from chromalab.inference.precision import check_precision
+
+    check_precision(precision)
+    worker = InferenceWorker(precision=precision) if max_queue is None else InferenceWorker(max_queue=max_queue, precision=precision)
     progress = video_jobs.JobProgress() if video_jobs else None
 
     @asynccontextmanager

@@ -34,7 +34,8 @@ class Stopping(Exception):
 class InferenceWorker:
     """Runs jobs one at a time on a dedicated thread; caches the last few loaded models."""
 
-    def __init__(self, cached_models: int = 2, max_queue: int = MAX_QUEUE) -> None:
+    def __init__(self, cached_models: int = 2, max_queue: int = MAX_QUEUE, precision: str = "auto") -> None:
+        self.precision = precision  # every model runs in it (chromalab.inference.precision)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chromalab-inference")
         self._models: OrderedDict[Path, Colorizer] = OrderedDict()
         self._cached_models = cached_models
@@ -76,7 +77,7 @@ class InferenceWorker:
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        colorizer = Colorizer.load(model_file)
+        colorizer = Colorizer.load(model_file, precision=self.precision)
         self._models[key] = colorizer
         while len(self._models) > self._cached_models:  # models can be large; keep a few
             self._models.popitem(last=False)
