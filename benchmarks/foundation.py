@@ -27,23 +27,42 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def training_speed(model: str, size: int = 128, batch: int = 16, steps: int = 5) -> float:
+def training_speed(model: str, size: int = 128, batch: int = 16, steps: int = 5, precision: str = "fp32") -> float:
+    """Images/s of one training step (L1), as Lightning runs it in ``32-true`` or ``bf16-mixed``:
+    bf16 autocast around the network, channels-last model and batches, loss in fp32."""
+    from contextlib import nullcontext
+
     from chromalab.training.config import TrainConfig
     from chromalab.training.trainer import build_objective
 
     objective = build_objective(TrainConfig.from_dict({"model": {"name": model}, "data": {"size": size}}))
     objective.train()
+    bf16 = precision == "bf16"
+    if bf16:
+        objective.net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(objective.net.parameters(), lr=1e-4)
     images = torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8)
     for step in range(steps + 2):
         if step == 2:
             start = time.perf_counter()
         l_norm, target, _ = objective.prepare_batch(images)
-        loss = objective.criterion(objective.net(l_norm), target, l_norm)["total"]
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+            prediction = objective.net(l_norm)
+        loss = objective.criterion(prediction, target, l_norm)["total"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return batch * steps / (time.perf_counter() - start)
+
+
+def gemm_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    """GFLOP/s of an n x n matrix product in ``dtype``: the ceiling the networks are measured against."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    return 2 * n**3 * 5 / (time.perf_counter() - start) / 1e9
 
 
 def inference_speed(colorizer, size: int = 256, batch: int = 8, rounds: int = 5) -> float:
@@ -112,10 +131,24 @@ def main() -> None:
     from chromalab.inference.colorizer import Colorizer
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"training   {args.train_model:>8} @128: {training_speed(args.train_model):6.1f} images/s (batch 16)")
+    from chromalab.checkpoint import resolve_model_path
+    from chromalab.inference.precision import int8_onnx_path
+    from chromalab.precision import cpu_has_bf16
+
+    precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]  # emulated bf16 is not worth timing
+    print(f"bf16 units: {cpu_has_bf16()}; GEMM 2048^2 peak: fp32 {gemm_peak(torch.float32):.0f} GFLOP/s"
+          + (f", bf16 {gemm_peak(torch.bfloat16):.0f} GFLOP/s" if cpu_has_bf16() else ""))
+    for precision in precisions:
+        speed = training_speed(args.train_model, precision=precision)
+        print(f"training   {args.train_model:>8} @128: {speed:6.1f} images/s (batch 16, {precision})")
+    runs = [("torch", "fp32"), ("onnx", "fp32")] + ([("torch", "bf16")] if cpu_has_bf16() else [])
+    if int8_onnx_path(resolve_model_path(args.model)).is_file():
+        runs.append(("onnx", "int8"))
+    for backend, precision in runs:
+        colorizer = Colorizer.load(args.model, backend=backend, precision=precision)
+        print(f"inference  {args.model:>8} @256: {inference_speed(colorizer):6.1f} images/s "
+              f"(batch 8, {backend}, {precision})")
     for backend in ("torch", "onnx"):
-        colorizer = Colorizer.load(args.model, backend=backend)
-        print(f"inference  {args.model:>8} @256: {inference_speed(colorizer):6.1f} images/s (batch 8, {backend})")
         seconds, megapixels = end_to_end(args.model, backend)
         print(f"end to end {args.model:>8} 768x512: {seconds:6.3f} s/photo, {megapixels:5.2f} MP/s "
               f"(load + infer at 256 + save JPEG, {backend})")
