@@ -294,7 +294,12 @@ def test_study_check_prints_the_plan_and_trains_nothing(
     assert not out.exists()
 
 
-def test_load_study_errors_are_chromalab_errors(tmp_path: Path) -> None:
+def test_load_study_errors_are_chromalab_errors(photo_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("entries: [")
     with pytest.raises(ChromalabError, match="invalid YAML"):
         load_study(tmp_path / "bad.yaml")
+    # A misspelt key is named, not the key it leaves missing.
+    path = study_file(tmp_path, photo_dir)
+    path.write_text(path.read_text().replace("budget:", "budgt:"))
+    with pytest.raises(ChromalabError, match=r"budgt: unknown key \(known: .*budget"):
+        load_study(path)

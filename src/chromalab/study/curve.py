@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,6 @@ from typing import Callable
 from chromalab.atomic import atomic_target, write_text_atomic
 from chromalab.study.callbacks import read_clock, seconds_at
 from chromalab.study.results import model_signature
-
-log = logging.getLogger(__name__)
 
 SNAPSHOT = re.compile(r"step(\d+)\.ckpt")
 FINAL = "last.ckpt"

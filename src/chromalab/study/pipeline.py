@@ -68,9 +68,8 @@ def open_record(study: Study, out: Path, overwrite: bool = False) -> StudyRecord
 def run_study(study: Study, record: StudyRecord, progress: bool = True,
               echo: Callable[[str], None] = print) -> StudyOutcome:
     out = record.out
-    record.save()
     log = StudyLog(record.wrote(out / "study.log"), echo)
-    record.save()
+    record.save()  # makes OUT, and records study.log as the study's before its first line
     log(f"study {study.name}: {len(study.entries)} entries, {study.describe_budget()}, "
         f"{study.spec.size} px, seed {study.spec.seed} -> {out}")
     training = train_entries(study, record, log)
@@ -103,7 +102,7 @@ def _scores(study: Study, record: StudyRecord, runs: dict[str, Path], progress: 
     signature = evaluation_signature(study, {name: folder / "model.safetensors" for name, folder in runs.items()})
     kept = record.evaluation
     if kept.get("signature") == signature and (record.out / "grid.png").is_file():
-        log(f"evaluation: no entry changed since the last one; the table reuses its scores")
+        log("evaluation: no entry changed since the last one; the table reuses its scores")
         return Scores(kept["summaries"], kept["parameters"], settings=kept.get("settings", {}),
                       notes=kept.get("notes", [])), False
     log(f"evaluation: {len(runs)} entries on {len(study.eval_photos)} photos of {study.eval_data} "

@@ -175,7 +175,8 @@ def _location(loc: tuple[Any, ...]) -> str:
 def _one_line(error: ValidationError, values: dict[str, Any]) -> str:
     """pydantic's first problem as one line that names the key (with the entry's name)."""
     problems = error.errors()
-    first = problems[0]
+    # A misspelt key also makes the intended key "missing": name the misspelling first.
+    first = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
     loc = tuple(p for p in first["loc"] if p not in ("function-after",))
     where = _location(loc)
     if loc[:1] == ("entries",) and len(loc) > 1 and isinstance(loc[1], int):
