@@ -18,7 +18,7 @@ from chromalab.errors import ChromalabError
 
 # The order subcommands are listed in --help; modules not named here come after.
 ORDER = ["demo", "colorize", "train", "models", "evaluate", "compare", "explore", "prepare",
-         "export", "serve", "sweep"]
+         "export", "serve", "sweep", "study"]
 
 
 def build_parser() -> argparse.ArgumentParser:
