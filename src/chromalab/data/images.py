@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from chromalab.atomic import atomic_target
+from chromalab.atomic import OutputExistsError, atomic_target
 from chromalab.errors import BadImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
@@ -277,7 +277,10 @@ def save_image_atomic(
     if image_format == "JPEG":
         save_options.setdefault("quality", JPEG_QUALITY)
     try:
-        with atomic_target(path) as temporary:
+        # replace=False: a file that appeared since the check above is not replaced either.
+        with atomic_target(path, replace=overwrite) as temporary:
             image.save(temporary, format=image_format, **save_options)
+    except OutputExistsError:
+        raise BadImageError(path, "output exists (use --overwrite to replace it)") from None
     except OSError as error:
         raise BadImageError(path, f"cannot write ({error.strerror or error})") from None
