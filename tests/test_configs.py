@@ -77,8 +77,9 @@ def test_command_line_gan_flags_select_adversarial_training() -> None:
     ("data.batch_size", "12.5", "data.batch_size=12.5: expected a valid integer"),
     ("optim.lr", "-1", "optim.lr=-1: expected greater than 0"),
     ("data.val_fraction", "1", "data.val_fraction=1: expected less than 1"),
-    ("loss.pixel", "l3", "loss.pixel='l3': expected 'l1', 'l2', 'huber' or 'l1+l2'"),
-    ("gan.discriminator", "patchy", "expected 'patch', 'pixel', 'critic', 'multiscale' or 'unet'"),
+    ("loss.pixel", "l3", "option loss.pixel: unknown pixel loss 'l3'; choose from: huber, l1, l1+l2, l2"),
+    ("gan.discriminator", "patchy", "unknown discriminator 'patchy'; did you mean 'patch'? choose from: critic, "
+                                    "multiscale, patch, pixel, unet"),
     ("diffusion.sampler", "euler", "expected 'ddpm' or 'ddim'"),
     ("trainer.precision", "bf15", "trainer.precision='bf15': expected 'auto', '32-true'"),
     ("model.color_space", "cmyk", "expected 'lab', 'rgb', 'hsv', 'ycbcr' or 'yuv'"),

@@ -152,10 +152,13 @@ def test_report_files_and_cli(collection: Path, tmp_path: Path, report: explore.
     from chromalab.cli import main
 
     out = tmp_path / "cli"
-    assert main(["explore", str(collection), "--out", str(out), "--workers", "1", "--limit", "4",
-                 "--no-progress"]) == 0
-    assert "photos/s" in capsys.readouterr().out
-    assert json.loads((out / "stats.json").read_text())["photos"] + json.loads(
-        (out / "stats.json").read_text())["unreadable"] == 4
+    code = main(["explore", str(collection), "--out", str(out), "--workers", "1", "--limit", "4", "--no-progress"])
+    captured = capsys.readouterr()
+    assert "photos/s" in captured.out
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["photos"] + stats["unreadable"] == 4
+    # Exit 1 exactly when some photos were unreadable, each named on stderr in one line.
+    assert code == (1 if stats["unreadable"] else 0)
+    assert len(captured.err.strip().splitlines()) == stats["unreadable"]
     assert main(["explore", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "no such folder" in capsys.readouterr().err

@@ -232,10 +232,14 @@ def test_cli(source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     from chromalab.cli import main
 
     dst = tmp_path / "out"
+    # The source holds an empty and a truncated photo: skipped, each named once, exit 1.
     assert main(["prepare", str(source), str(dst), "--size", "32", "--min-size", "16", "--dedupe",
-                 "--workers", "1", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "duplicate" in out and "manifest" in out
+                 "--workers", "1", "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "duplicate" in captured.out and "manifest" in captured.out
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
+    assert any("empty.jpg: empty file" in line for line in errors) and any("truncated.png" in line for line in errors)
     assert main(["prepare", str(source), str(source / "x"), "--no-progress"]) == 2
     assert "outside the source" in capsys.readouterr().err
 

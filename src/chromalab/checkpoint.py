@@ -67,9 +67,12 @@ class ModelSpec:
 
 
 def save_network(
-    net: nn.Module, spec: ModelSpec, path: str | Path, half: bool = False
+    net: nn.Module, spec: ModelSpec, path: str | Path, half: bool = False, overwrite: bool = True
 ) -> Path:
-    """Write weights (optionally as fp16) and the spec to one safetensors file."""
+    """Write weights (optionally as fp16) and the spec to one safetensors file.
+
+    ``overwrite=False``: raise OutputExistsError rather than replace an existing file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -79,7 +82,7 @@ def save_network(
             tensor = tensor.half()
         tensors[name] = tensor
     metadata = {"format": FORMAT, "spec": spec.to_json(), "chromalab_version": __version__}
-    with atomic_target(path) as temporary:  # safetensors alone would leave the file owner-only
+    with atomic_target(path, replace=overwrite) as temporary:  # safetensors alone would leave the file owner-only
         save_file(tensors, str(temporary), metadata=metadata)
     return path
 

@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from chromalab.cli.evaluate import add_common_arguments, default_out, parse_metrics, print_summary
+from chromalab.cli.evaluate import (
+    add_common_arguments,
+    default_out,
+    parse_metrics,
+    print_summary,
+    report_error,
+    skipped_status,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,15 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from chromalab.evaluation.compare import COMPARE_FILES, compare, write_comparison
-    from chromalab.evaluation.report import check_outputs_free
+    from chromalab.atomic import check_outputs_free
 
     out = Path(args.out) if args.out else default_out("compare")
     check_outputs_free(out, COMPARE_FILES, args.overwrite)
     comparison = compare(args.models, args.data, size=args.size, limit=args.limit,
                          batch_size=args.batch_size, baselines=args.baselines,
                          metrics=parse_metrics(args.metrics), progress=sys.stderr.isatty(),
-                         device=args.device)
+                         device=args.device, on_error=report_error)
     written = write_comparison(comparison, out, overwrite=args.overwrite)
     print_summary(comparison.results)
     print(f"wrote {', '.join(p.name for p in written.values())} to {out}")
-    return 0
+    return skipped_status(comparison.results)

@@ -82,7 +82,8 @@ def print_summary(results: Sequence[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from chromalab.evaluation.baselines import make_baselines
     from chromalab.evaluation.evaluate import evaluate_models
-    from chromalab.evaluation.report import REPORT_FILES, check_outputs_free, write_report
+    from chromalab.atomic import check_outputs_free
+    from chromalab.evaluation.report import REPORT_FILES, write_report
 
     out = Path(args.out) if args.out else default_out("evaluate")
     check_outputs_free(out, REPORT_FILES, args.overwrite)  # fail now, not after the work
@@ -93,8 +94,22 @@ def run(args: argparse.Namespace) -> int:
             colorizers.setdefault(name, baseline)
     results = evaluate_models(colorizers, args.data, size=args.size, limit=args.limit,
                               batch_size=args.batch_size, metrics=parse_metrics(args.metrics),
-                              progress=sys.stderr.isatty(), device=args.device)
+                              progress=sys.stderr.isatty(), device=args.device, on_error=report_error)
     write_report(results, out, overwrite=args.overwrite)
     print_summary(results)
     print(f"wrote metrics.json, metrics.md, per_image.csv, samples.png to {out}")
-    return 0
+    return skipped_status(results)
+
+
+def report_error(message: str) -> None:
+    """An unreadable photo, in one line, as every command names a bad input."""
+    print(f"error: {message}", file=sys.stderr)
+
+
+def skipped_status(results: Sequence[Any]) -> int:
+    """The exit status: 1 when photos were skipped (each was named), else 0."""
+    skipped = results[0].settings.get("skipped") or {}
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable photo(s); the scores cover the other "
+              f"{results[0].settings.get('images', 0)}")
+    return 1 if skipped else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="longer side, in px, at which each photo is analysed (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace report files already in REPORT")
     parser.set_defaults(func=run)
 
 
@@ -32,15 +34,15 @@ def run(args: argparse.Namespace) -> int:
         raise ChromalabError(f"--size {args.size}: must be at least 16")
     if args.limit is not None and args.limit < 1:
         raise ChromalabError(f"--limit {args.limit}: must be at least 1")
-    result = explore_collection(args.folder, args.out, workers=args.workers, limit=args.limit,
-                                size=args.size, progress=not args.no_progress, seed=args.seed)
+    result = explore_collection(
+        args.folder, args.out, workers=args.workers, limit=args.limit, size=args.size,
+        progress=not args.no_progress, seed=args.seed, overwrite=args.overwrite,
+        # Each unreadable photo: one line as soon as it is known, like every other command.
+        on_error=lambda path, reason: print(f"error: {path}: {reason}", file=sys.stderr),
+    )
     s = result.summary
     print(f"{s['photos']:,} photo{'' if s['photos'] == 1 else 's'} ({s['unreadable']:,} unreadable, "
           f"{100 * s['monochrome_fraction']:.1f}% monochrome) in {result.seconds:.1f} s "
           f"({result.photos_per_second:.0f} photos/s)")
-    for error in s["unreadable_files"][:10]:
-        print(f"unreadable: {error['path']}: {error['reason']}")
-    if s["unreadable"] > 10:
-        print(f"... and {s['unreadable'] - 10} more (photos.csv lists them all)")
     print(f"report: {result.out / 'report.md'}")
-    return 0
+    return 1 if s["unreadable"] else 0  # the Guarantees: 1 when some inputs were skipped

@@ -60,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
 
     from chromalab.atomic import atomic_target
     from chromalab.checkpoint import load_network, resolve_model_path, save_network
+    from chromalab.data.images import check_writable_folder
     from chromalab.errors import ChromalabError
     from chromalab.inference.onnx_backend import OnnxBackend, export_onnx
 
     out = Path(args.out)
     if out.exists() and out.resolve() == resolve_model_path(args.model).resolve():
         raise ChromalabError(f"{out}: refusing to overwrite the model being exported")
+    if out.is_dir():
+        raise ChromalabError(f"{out}: is a folder; --out names the file to write")
     if out.exists() and not args.overwrite:
         raise ChromalabError(f"{out}: exists (use --overwrite to replace it)")
     net, spec = load_network(args.model)
@@ -84,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
         spec.extra["auto_precision"] = args.auto_precision
     if args.int8 and (args.format != "onnx" or args.calibration is None):
         raise ChromalabError("--int8 makes an ONNX graph and needs --calibration DIR (photos like the training photos)")
+    check_writable_folder(out.parent)  # only now: a refused command leaves no new folder behind
     if args.format == "safetensors":
-        save_network(net, spec, out, half=args.half)
+        save_network(net, spec, out, half=args.half, overwrite=args.overwrite)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
         return 0
     # Sizes that are multiples of 64 need no padding, in PyTorch or ONNX (see OnnxBackend).
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         expected = net.predict(probe)
     # Checked before it replaces anything: a failed export leaves an existing --out as it was.
-    with atomic_target(out) as temporary:
+    with atomic_target(out, replace=args.overwrite) as temporary:
         export_onnx(net, temporary, size=args.size or spec.size)
         difference = (OnnxBackend(temporary)(probe) - expected).abs().max().item()
         if difference >= 1e-2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     options = PrepareOptions(size=args.size, crop=args.crop, min_size=args.min_size, drop_gray=args.drop_gray,
                              dedupe=args.dedupe, format=args.format, quality=args.quality, shards=args.shards, seed=args.seed)
     summary = prepare(args.source, args.destination, options, workers=args.workers,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress,
+                      on_error=lambda message: print(f"error: {message}", file=sys.stderr))
     table = Table("status", "photos")
     for status, count in summary["counts"].items():
         if count or status == "kept":
@@ -59,4 +61,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"shards: {len(summary['shards'])} in {destination / 'shards'}; train with "
               f"--data '{summary['shard_pattern']}'")
     print(f"manifest: {destination / 'manifest.csv'}, summary: {destination / 'summary.json'}")
-    return 0
+    # Unreadable or unwritable photos were skipped (each named above): exit 1, as documented.
+    # Photos dropped by a filter (too small, gray, duplicate) are the command's work, not errors.
+    return 1 if summary["problems"] else 0

@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="validation rounds of every trial that are never pruned (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no per-trial progress bar")
     parser.add_argument("--out", required=True, help="sweep folder: study.db, trials/, tables, plots, best.yaml")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files in --out that this sweep did not write (its own it always updates)")
     parser.set_defaults(func=run)
 
 
@@ -88,6 +90,7 @@ def resolve_settings(args: argparse.Namespace):  # -> SweepSettings
         prune=not args.no_prune,
         prune_startup_trials=args.prune_startup,
         prune_warmup_rounds=args.prune_warmup,
+        overwrite=args.overwrite,
     )
 
 
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         outcome = run_sweep(settings, study=study)
     finally:
         # Also after Ctrl-C or a failed trial: the table shows what has been done so far.
-        report = write_report(study, settings.params, settings.metric, settings.base, settings.out)
+        report = write_report(study, settings.params, settings.metric, settings.base, settings.out,
+                              settings.files())
         _print_report(report, settings.metric)
     return 0 if outcome.finished else 1
 

@@ -20,11 +20,11 @@ What is exact and what is binned:
 
 from __future__ import annotations
 
-import multiprocessing
-
 import csv
+import io
 import json
 import math
+import multiprocessing
 import os
 import random
 import time
@@ -37,10 +37,12 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from chromalab.atomic import OutputExistsError, atomic_target, check_outputs_free, write_text_atomic
 from chromalab.data.folder import list_images
 from chromalab.data.images import (
     IMAGE_EXTENSIONS,
     BadImageError,
+    check_writable_folder,
     is_monochrome,
     open_rgb,
     read_size,
@@ -48,6 +50,11 @@ from chromalab.data.images import (
 )
 from chromalab.errors import ChromalabError
 
+# Every file a report holds (the plots only with plots=True): checked before any photo is read,
+# so an existing one (without overwrite) stops the command before the work, not after it.
+TABLE_FILES = ("photos.csv", "channels.csv", "histogram_rgb.csv", "histogram_lab.csv", "histogram_ab.csv",
+               "histogram_colorfulness.csv", "sizes.csv", "stats.json", "report.md")
+PLOT_FILES = ("histogram_rgb.png", "histogram_lab.png", "ab_density.png", "sizes.png", "colorfulness.png")
 ANALYSIS_SIZE = 256  # longer side, in pixels, at which each photo is analysed
 CHUNK = 32  # photos per worker task: few enough to keep the bar moving, enough to amortize IPC
 
@@ -444,69 +451,84 @@ def explore_collection(
     progress: bool = True,
     seed: int = 0,
     plots: bool = True,
+    overwrite: bool = False,
+    on_error: Callable[[str, str], None] | None = None,
 ) -> ExploreResult:
-    """Analyse every photo below ``root`` and write the report into the folder ``out``."""
+    """Analyse every photo below ``root`` and write the report into the folder ``out``.
+
+    Report files already in ``out`` are only replaced with ``overwrite``. ``on_error(path,
+    reason)`` hears of each unreadable photo as soon as it is known (the report lists them too).
+    """
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise ChromalabError(f"{root}: no such folder")
+    check_outputs_free(out, TABLE_FILES + (PLOT_FILES if plots else ()), overwrite)
     paths = select_photos(root, limit, seed)
     if not paths:
         raise ChromalabError(f"{root}: no photos found ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out)
     workers = workers or os.cpu_count() or 1
     stats = CollectionStats()
     start = time.perf_counter()
     photos_csv = out / "photos.csv"
-    with open(photos_csv, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(PHOTO_COLUMNS)
-        for chunk_stats, rows in analyse_all(paths, workers, size, progress):
-            stats.merge(chunk_stats)
-            writer.writerows(rows)
-    seconds = time.perf_counter() - start
-    summary = summarize(stats)
-    summary.update({"root": str(root), "seconds": seconds, "workers": workers,
-                    "photos_per_second": len(paths) / seconds if seconds > 0 else 0.0,
-                    "analysis_size": size, "limit": limit})
-    files = [photos_csv, *write_tables(stats, summary, out)]
-    if plots:
-        files += write_plots(stats, out)
-    files.append(write_markdown(summary, out, plots))
+    try:
+        # Streamed into a temporary file that becomes photos.csv only when complete.
+        with atomic_target(photos_csv, replace=overwrite) as temporary, open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(PHOTO_COLUMNS)
+            for chunk_stats, rows in analyse_all(paths, workers, size, progress):
+                stats.merge(chunk_stats)
+                writer.writerows(rows)
+                if on_error:
+                    for row in rows:
+                        if row[-1]:
+                            on_error(row[0], row[-1])
+        seconds = time.perf_counter() - start
+        summary = summarize(stats)
+        summary.update({"root": str(root), "seconds": seconds, "workers": workers,
+                        "photos_per_second": len(paths) / seconds if seconds > 0 else 0.0,
+                        "analysis_size": size, "limit": limit})
+        files = [photos_csv, *write_tables(stats, summary, out, replace=overwrite)]
+        if plots:
+            files += write_plots(stats, out, replace=overwrite)
+        files.append(write_markdown(summary, out, plots, replace=overwrite))
+    except OutputExistsError as error:  # a file that appeared while the photos were analysed
+        raise ChromalabError(f"{error.path}: appeared while exploring; kept (use --overwrite to replace it)") from None
     return ExploreResult(stats, summary, out, files, seconds)
 
 
 # --- Tables (CSV / JSON) ------------------------------------------------------------------
 
 
-def _write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+def _write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable[Any]], replace: bool = True) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue(), replace=replace)
 
 
-def write_tables(stats: CollectionStats, summary: dict[str, Any], out: Path) -> list[Path]:
+def write_tables(stats: CollectionStats, summary: dict[str, Any], out: Path, replace: bool = True) -> list[Path]:
     keys = ("channel", "count", "mean", "std", "min", "q25", "median", "q75", "max", "quantiles")
     files = [
-        _write_csv(out / "channels.csv", keys, ([row[k] for k in keys] for row in summary["channels"])),
+        _write_csv(out / "channels.csv", keys, ([row[k] for k in keys] for row in summary["channels"]), replace),
         _write_csv(out / "histogram_rgb.csv", ("value", "R", "G", "B"),
-                   ([v, *stats.rgb_hist[:, v].tolist()] for v in range(256))),
+                   ([v, *stats.rgb_hist[:, v].tolist()] for v in range(256)), replace),
         _write_csv(out / "histogram_lab.csv", ("channel", "low", "high", "count"),
                    ([name, float(edges[i]), float(edges[i + 1]), int(stats.lab_hist[name][i])]
-                    for name, edges in LAB_EDGES.items() for i in range(len(edges) - 1))),
+                    for name, edges in LAB_EDGES.items() for i in range(len(edges) - 1)), replace),
         _write_csv(out / "histogram_ab.csv", ("a_low", "b_low", "count"),
                    ([-128 + 2 * i, -128 + 2 * j, int(stats.ab_plane[i, j])]
-                    for i, j in zip(*np.nonzero(stats.ab_plane)))),
+                    for i, j in zip(*np.nonzero(stats.ab_plane))), replace),
         _write_csv(out / "histogram_colorfulness.csv", ("low", "high", "photos"),
                    ([float(COLORFULNESS_EDGES[i]), float(COLORFULNESS_EDGES[i + 1]), int(c)]
-                    for i, c in enumerate(stats.colorfulness_hist))),
+                    for i, c in enumerate(stats.colorfulness_hist)), replace),
         _write_csv(out / "sizes.csv", ("dimension", "pixels", "photos"),
                    [*(["width", w, c] for w, c in sorted(stats.widths.items())),
-                    *(["height", h, c] for h, c in sorted(stats.heights.items()))]),
+                    *(["height", h, c] for h, c in sorted(stats.heights.items()))], replace),
     ]
     stats_json = out / "stats.json"
-    stats_json.write_text(json.dumps(summary, indent=2, default=float))
+    write_text_atomic(stats_json, json.dumps(summary, indent=2, default=float), replace=replace)
     return [*files, stats_json]
 
 
@@ -532,14 +554,14 @@ def ab_plane_colors(lightness: float = 65.0) -> np.ndarray:
     return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0.0, 1.0)
 
 
-def write_plots(stats: CollectionStats, out: Path) -> list[Path]:
+def write_plots(stats: CollectionStats, out: Path, replace: bool = True) -> list[Path]:
     files: list[Path] = []
     plt, (fig, ax) = _figure(figsize=(7, 3.5))
     for channel, color in enumerate(("tab:red", "tab:green", "tab:blue")):
         ax.plot(np.arange(256), stats.rgb_hist[channel] / max(stats.pixels, 1), color=color, label="RGB"[channel])
     ax.set(xlabel="value", ylabel="share of pixels", title="RGB histograms", xlim=(0, 255))
     ax.legend()
-    files.append(_save(plt, fig, out / "histogram_rgb.png"))
+    files.append(_save(plt, fig, out / "histogram_rgb.png", replace))
 
     plt, (fig, axes) = _figure(1, 3, figsize=(12, 3.5))
     for ax, (name, edges) in zip(axes, LAB_EDGES.items()):
@@ -550,7 +572,7 @@ def write_plots(stats: CollectionStats, out: Path) -> list[Path]:
         if name != "L":
             ax.set_yscale("log")
     axes[0].set_ylabel("share of pixels")
-    files.append(_save(plt, fig, out / "histogram_lab.png"))
+    files.append(_save(plt, fig, out / "histogram_lab.png", replace))
 
     # The ab plane: log density, once as a heat map and once tinted with the colors it counts.
     plt, (fig, (left, right)) = _figure(1, 2, figsize=(11, 5))
@@ -566,7 +588,7 @@ def write_plots(stats: CollectionStats, out: Path) -> list[Path]:
         ax.axhline(0, color="0.6", lw=0.5)
         ax.axvline(0, color="0.6", lw=0.5)
         ax.set(xlabel="a* (green - red)", ylabel="b* (blue - yellow)", title=title)
-    files.append(_save(plt, fig, out / "ab_density.png"))
+    files.append(_save(plt, fig, out / "ab_density.png", replace))
 
     plt, (fig, axes) = _figure(1, 3, figsize=(13, 3.8))
     for ax, counter, label in ((axes[0], stats.widths, "width"), (axes[1], stats.heights, "height")):
@@ -585,7 +607,7 @@ def write_plots(stats: CollectionStats, out: Path) -> list[Path]:
                                   cmap="viridis")
         fig.colorbar(mesh, ax=axes[2], label=f"photos per {SIZE_BIN} px cell")
     axes[2].set(xlabel="width (px)", ylabel="height (px)", title="width x height")
-    files.append(_save(plt, fig, out / "sizes.png"))
+    files.append(_save(plt, fig, out / "sizes.png", replace))
 
     plt, (fig, ax) = _figure(figsize=(7, 3.5))
     ax.stairs(stats.colorfulness_hist, COLORFULNESS_EDGES, fill=True, color="0.3")
@@ -595,14 +617,17 @@ def write_plots(stats: CollectionStats, out: Path) -> list[Path]:
                 bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1})
     ax.set(xlabel="colorfulness M (Hasler & Suesstrunk 2003)", ylabel="photos", title="colorfulness per photo",
            xlim=(0, COLORFULNESS_EDGES[-1]))
-    files.append(_save(plt, fig, out / "colorfulness.png"))
+    files.append(_save(plt, fig, out / "colorfulness.png", replace))
     return files
 
 
-def _save(plt: Any, fig: Any, path: Path) -> Path:
+def _save(plt: Any, fig: Any, path: Path, replace: bool = True) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_target(path, replace=replace) as temporary:
+            fig.savefig(temporary, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -617,7 +642,7 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def write_markdown(summary: dict[str, Any], out: Path, plots: bool = True) -> Path:
+def write_markdown(summary: dict[str, Any], out: Path, plots: bool = True, replace: bool = True) -> Path:
     lines = [
         f"# Photo collection: {summary['root']}",
         "",
@@ -682,6 +707,4 @@ def write_markdown(summary: dict[str, Any], out: Path, plots: bool = True) -> Pa
         if summary["unreadable"] > 50:
             lines.append(f"- ... {summary['unreadable'] - 50} more in photos.csv")
     lines += ["", "Per-photo numbers: photos.csv. All tables: stats.json and the CSV files beside this report.", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return write_text_atomic(out / "report.md", "\n".join(lines), replace=replace)

@@ -30,16 +30,30 @@ def cache_dir() -> Path:
 
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
-    """All image files below ``root`` (recursive, sorted, hidden files skipped)."""
+    """Every entry named like an image below ``root`` (recursive, sorted, hidden files skipped).
+
+    Linked folders are followed, each folder once (a link back up the tree would otherwise list
+    the same photos again and again). Entries that only look like image files are listed too
+    (a broken or looping link, an unreadable file), so the command reading them names each
+    with its reason instead of passing over it; a folder named ``x.jpg`` is a folder.
+    """
     root = Path(root)
-    if root.is_file():
-        return [root] if is_image_path(root) else []
-    files = [
-        Path(dirpath) / name
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True)
-        for name in filenames
-        if is_image_path(Path(name))
-    ]
+    if not root.is_dir():
+        return [root] if is_image_path(root) and os.path.lexists(root) else []
+    files: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in visited:  # reached again through a link
+            dirnames[:] = []
+            continue
+        visited.add((info.st_dev, info.st_ino))
+        dirnames.sort()  # the walk's order, and so which path of a twice-linked folder is kept
+        files.extend(Path(dirpath) / name for name in filenames if is_image_path(Path(name)))
     return sorted(files)
 
 
@@ -88,7 +102,10 @@ def _check_file(path: str) -> tuple[str, str]:
 
 
 def _signature(path: Path) -> str:
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError:  # a broken link, say: checked (and reported) again each time
+        return "missing"
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 

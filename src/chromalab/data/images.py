@@ -7,6 +7,7 @@ a decompression-bomb limit, grayscale detection, and atomic writes that never cl
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from pathlib import Path
@@ -14,10 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from chromalab.atomic import atomic_target
+from chromalab.atomic import OutputExistsError, atomic_target
 from chromalab.errors import BadImageError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+# Inputs read by these names (by content, whatever the name says). GIF is read (its first frame)
+# but never written: an output named .gif is written as PNG.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"})
 MIN_SIDE = 8  # smaller images carry no usable content for a colorizer
 # Beyond this a file is treated as a decompression bomb. Checked per call (open_rgb reads the
 # declared size before decoding); Pillow's global settings are the host program's, never changed
@@ -36,6 +39,15 @@ FORMAT_BY_EXTENSION = {
     ".bmp": "BMP",
     ".webp": "WEBP",
 }
+
+
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, or its absolute form when it cannot be resolved (a link to itself
+    makes ``resolve`` raise): for comparing paths, where a bad input must not stop a batch."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
 
 
 def is_image_path(path: Path) -> bool:
@@ -75,6 +87,38 @@ def _to_rgb8(image: Image.Image, keep_gray: bool = False) -> Image.Image:
     return image.convert("RGB")
 
 
+def _check_file(path: Path) -> None:
+    """The reasons a path cannot be an image that need no decoder, as BadImageError."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise BadImageError(path, "symbolic link loop (it leads back to itself)") from None
+        if path.is_symlink():
+            raise BadImageError(path, "broken symbolic link (its target does not exist)") from None
+        if error.errno == errno.EACCES:
+            raise BadImageError(path, "permission denied") from None
+        raise BadImageError(path, "no such file" if error.errno == errno.ENOENT else _os_reason(error)) from None
+    if path.is_dir():
+        raise BadImageError(path, "is a folder, not an image")
+    if info.st_size == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+
+
+def _os_reason(error: OSError) -> str:
+    """One short reason for an OSError from opening or decoding a file."""
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    text = str(error.strerror or error) or type(error).__name__
+    lowered = text.lower()
+    # Pillow's wordings of a file that ends early: "image file is truncated", "Truncated File
+    # Read", "image file is truncated (3 bytes not processed)"; WebP's decoder gives up on a
+    # cut-off file with "could not create decoder object".
+    if "truncated" in lowered or "image file is" in lowered or "decoder object" in lowered:
+        return "truncated or corrupt image data"
+    return text
+
+
 def open_rgb(path: str | os.PathLike[str], draft_size: int | None = None, keep_gray: bool = False) -> Image.Image:
     """Decode ``path`` to an 8-bit RGB Pillow image with EXIF orientation applied.
 
@@ -83,12 +127,7 @@ def open_rgb(path: str | os.PathLike[str], draft_size: int | None = None, keep_g
     "L" (see ``_to_rgb8``). Raises BadImageError with a one-line reason.
     """
     path = Path(path)
-    if not path.exists():
-        raise BadImageError(path, "no such file")
-    if path.is_dir():
-        raise BadImageError(path, "is a folder, not an image")
-    if path.stat().st_size == 0:
-        raise BadImageError(path, "empty file (0 bytes)")
+    _check_file(path)
     try:
         with warnings.catch_warnings():
             # Our own limit is checked below, from the header; Pillow's warning (at its global
@@ -116,10 +155,7 @@ def open_rgb(path: str | os.PathLike[str], draft_size: int | None = None, keep_g
     except UnidentifiedImageError:
         raise BadImageError(path, "not an image Pillow can read") from None
     except OSError as error:
-        reason = str(error) or type(error).__name__
-        if "truncated" in reason.lower() or "image file is" in reason.lower():
-            reason = "truncated or corrupt image data"
-        raise BadImageError(path, reason) from None
+        raise BadImageError(path, _os_reason(error)) from None
     except (ValueError, SyntaxError, EOFError) as error:
         raise BadImageError(path, f"corrupt image ({error})") from None
 
@@ -215,19 +251,25 @@ def is_monochrome(image: Image.Image) -> bool:
 def read_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(width, height) as displayed (EXIF orientation applied), from the header only.
 
-    Raises BadImageError like ``open_rgb``.
+    Raises BadImageError like ``open_rgb``, with the same reasons.
     """
+    path = Path(path)
+    _check_file(path)
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
-                width, height = height, width
-            return width, height
-    except FileNotFoundError:
-        raise BadImageError(path, "no such file") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                    width, height = height, width
+                return width, height
+    except Image.DecompressionBombError:
+        raise BadImageError(path, "too large (decompression-bomb limit)") from None
     except UnidentifiedImageError:
         raise BadImageError(path, "not an image Pillow can read") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
+    except OSError as error:
+        raise BadImageError(path, _os_reason(error)) from None
+    except (ValueError, SyntaxError, EOFError) as error:
         raise BadImageError(path, f"corrupt image ({error})") from None
 
 
@@ -266,7 +308,7 @@ def save_image_atomic(
     existing file.
     """
     path = Path(path)
-    if path.resolve() in protected:
+    if resolved(path) in protected:
         raise BadImageError(path, "refusing to overwrite an input file")
     if path.exists() and not overwrite:
         raise BadImageError(path, "output exists (use --overwrite to replace it)")
@@ -277,7 +319,10 @@ def save_image_atomic(
     if image_format == "JPEG":
         save_options.setdefault("quality", JPEG_QUALITY)
     try:
-        with atomic_target(path) as temporary:
+        # replace=False: a file that appeared since the check above is not replaced either.
+        with atomic_target(path, replace=overwrite) as temporary:
             image.save(temporary, format=image_format, **save_options)
+    except OutputExistsError:
+        raise BadImageError(path, "output exists (use --overwrite to replace it)") from None
     except OSError as error:
         raise BadImageError(path, f"cannot write ({error.strerror or error})") from None

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -371,8 +371,14 @@ def prepare(
     options: PrepareOptions = PrepareOptions(),
     workers: int | None = None,
     progress: bool = True,
+    on_error: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Prepare SRC into DST (see the module docstring); returns the summary (also saved)."""
+    """Prepare SRC into DST (see the module docstring); returns the summary (also saved).
+
+    Each unreadable or unwritable photo is reported once, as ``path: reason``, to ``on_error``
+    (default: the log), and listed in the summary's ``problems``.
+    """
+    on_error = on_error or (lambda message: log.warning("%s", message))
     options.validate()
     src, dst = check_folders(Path(src), Path(dst))
     start = time.perf_counter()
@@ -424,7 +430,7 @@ def prepare(
                     journal.flush()
                 if status in ("unreadable", "write-error"):
                     summary.problems.append({"path": source, "status": status, "reason": detail})
-                    log.warning("%s: %s", src / source, detail)
+                    on_error(f"{src / source}: {detail}")
                 summary.counts[status] += 1
                 rows.append((source, outputs[source] if status == "kept" else "", facts.width, facts.height,
                              status, detail, facts.digest))

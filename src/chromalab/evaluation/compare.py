@@ -12,8 +12,9 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
+from chromalab.atomic import OutputExistsError, atomic_target
 from chromalab.checkpoint import SHIPPED_MODELS, resolve_model_path
 from chromalab.errors import ChromalabError
 from chromalab.evaluation.baselines import make_baselines
@@ -99,6 +100,7 @@ def compare(
     metrics: Iterable[str] | None = None,
     progress: bool = True,
     device: str | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> Comparison:
     if not models:
         raise ChromalabError("compare needs at least one model")
@@ -107,7 +109,7 @@ def compare(
         for name, baseline in make_baselines().items():
             colorizers[_unique(name, colorizers)] = baseline
     results = evaluate_models(colorizers, data, size=size, limit=limit, batch_size=batch_size,
-                              metrics=metrics, progress=progress, device=device)
+                              metrics=metrics, progress=progress, device=device, on_error=on_error)
     return Comparison(results, run_dirs)
 
 
@@ -160,15 +162,13 @@ def plot_training_curves(run_dirs: dict[str, Path], path: Path, overwrite: bool 
         axis.grid(alpha=0.3)
         if axis.has_data():
             axis.legend(fontsize=8)
-    if path.exists() and not overwrite:
-        raise ChromalabError(f"{path}: exists (use --overwrite or another --out)")
-    temporary = path.with_name(f".{path.name}.tmp.png")
     try:
-        figure.savefig(temporary, dpi=110)
-        temporary.replace(path)
+        with atomic_target(path, replace=overwrite) as temporary:
+            figure.savefig(temporary, dpi=110, format="png")
+    except OutputExistsError:
+        raise ChromalabError(f"{path}: exists (use --overwrite or another --out)") from None
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
     return path
 
 

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -277,8 +277,14 @@ def evaluate_models(
     metrics: Iterable[str] | None = None,
     progress: bool = True,
     device: str | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> list[EvaluationResult]:
-    """Score several colorizers on the same photos in one pass (ground-truth work shared)."""
+    """Score several colorizers on the same photos in one pass (ground-truth work shared).
+
+    An unreadable photo is skipped (listed in the settings' ``skipped``) and reported once,
+    as ``path: reason``, to ``on_error`` (default: the log).
+    """
+    on_error = on_error or (lambda message: log.warning("skipping %s", message))
     if not colorizers:
         raise ChromalabError("nothing to evaluate: no models given")
     if size < 0:
@@ -311,7 +317,7 @@ def evaluate_models(
             for path, item in batch:
                 if isinstance(item, str):
                     skipped[str(path)] = item
-                    log.warning("skipping %s: %s", path, item)
+                    on_error(f"{path}: {item}")
                 else:
                     if position in sample_at:
                         keep.append(len(good))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 from chromalab import atomic
+from chromalab.atomic import check_outputs_free
 from chromalab.data.images import check_writable_folder, save_image_atomic
 from chromalab.errors import ChromalabError
 from chromalab.evaluation.metrics import DESCRIPTIONS, METRICS, best_index
@@ -181,19 +182,12 @@ def sample_sheet(results: Sequence["EvaluationResult"], gap: int = 4) -> Image.I
 
 
 def write_text_atomic(path: Path, text: str, overwrite: bool = False) -> Path:
-    if path.exists() and not overwrite:
-        raise ChromalabError(f"{path}: exists (use --overwrite or another --out)")
+    """Write ``text`` atomically; never over an existing file unless ``overwrite``."""
     check_writable_folder(path.parent)
-    return atomic.write_text_atomic(path, text)
-
-
-def check_outputs_free(out_dir: Path, names: Sequence[str], overwrite: bool) -> None:
-    """Fail before any work is done if a report file would replace an existing file."""
-    if overwrite:
-        return
-    taken = [name for name in names if (out_dir / name).exists()]
-    if taken:
-        raise ChromalabError(f"{out_dir}: already holds {', '.join(taken)} (use --overwrite or another --out)")
+    try:
+        return atomic.write_text_atomic(path, text, replace=overwrite)
+    except atomic.OutputExistsError:
+        raise ChromalabError(f"{path}: exists (use --overwrite or another --out)") from None
 
 
 def write_report(results: Sequence["EvaluationResult"], out_dir: str | Path, overwrite: bool = False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any, Callable, Iterator, Sequence
 
 from PIL import Image
 
+from chromalab.data.folder import list_images
 from chromalab.data.images import (
     FORMAT_BY_EXTENSION,
     BadImageError,
     check_writable_folder,
-    is_image_path,
     open_rgb,
+    resolved,
     save_image_atomic,
 )
 from chromalab.inference.colorizer import AbTransform, Colorizer
@@ -55,11 +57,12 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[tuple[Path, Path]]
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
+            # Bad entries (broken links, unreadable files) are listed too: each is then named.
+            files = list_images(path)
             if not files:
                 missing[path] = "folder contains no images"
             found.extend((f, f.relative_to(path)) for f in files)
-        elif path.exists():
+        elif os.path.lexists(path):
             found.append((path, Path(path.name)))
         elif any(ch in str(item) for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
@@ -75,14 +78,27 @@ def plan_jobs(
     inputs: Sequence[str | Path], out_dir: Path, image_format: str | None = None, suffix: str = ""
 ) -> tuple[list[Job], dict[Path, str]]:
     found, failed = expand_inputs(inputs)
-    jobs = []
-    for source, relative in found:
+    extensions = []
+    for source, _ in found:
         extension = f".{image_format.lower().lstrip('.')}" if image_format else source.suffix.lower()
-        if extension not in FORMAT_BY_EXTENSION:
-            extension = ".png"
-        target = out_dir / relative.parent / f"{relative.stem}{suffix}{extension}"
-        jobs.append(Job(source, target))
-    return jobs, failed
+        extensions.append(extension if extension in FORMAT_BY_EXTENSION else ".png")  # GIF -> PNG
+    # Two inputs that land on one output (x.gif and x.png -> x.png; x.jpg and x.png with
+    # --format png): the one whose extension is kept gets the plain name, the other keeps its
+    # old extension in its name (x-gif.png), as prepare does.
+    order = sorted(range(len(found)), key=lambda i: (found[i][0].suffix.lower() != extensions[i], i))
+    targets: dict[int, Path] = {}
+    taken: set[str] = set()
+    for i in order:
+        source, relative = found[i]
+        folder, stem, tag = out_dir / relative.parent, relative.stem, source.suffix.lstrip(".").lower() or "file"
+        target = folder / f"{stem}{suffix}{extensions[i]}"
+        number = 1
+        while str(target).lower() in taken:
+            number += 1
+            target = folder / f"{stem}-{tag if number == 2 else f'{tag}-{number - 1}'}{suffix}{extensions[i]}"
+        taken.add(str(target).lower())
+        targets[i] = target
+    return [Job(source, targets[i]) for i, (source, _) in enumerate(found)], failed
 
 
 def _batches(items: Sequence[Job], size: int) -> Iterator[Sequence[Job]]:
@@ -132,10 +148,10 @@ def colorize_files(
             report.failed[job.source] = error.reason
         on_error(str(error))
         return report
-    protected = frozenset(job.source.resolve() for job in jobs)
+    protected = frozenset(resolved(job.source) for job in jobs)
     pending = []
     for job in jobs:  # decide up front, so nothing is computed for a file we may not write
-        if job.target.resolve() in protected:
+        if resolved(job.target) in protected:
             reason = "output would overwrite an input file"
         elif job.target.exists() and not overwrite:
             reason = f"output {job.target} exists (use --overwrite to replace it)"

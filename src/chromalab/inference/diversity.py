@@ -34,7 +34,7 @@ from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 from torch import nn
 
-from chromalab.data.images import BadImageError, check_writable_folder, open_rgb, save_image_atomic
+from chromalab.data.images import BadImageError, check_writable_folder, open_rgb, resolved, save_image_atomic
 from chromalab.errors import ChromalabError
 from chromalab.inference.colorize import Job, plan_jobs
 from chromalab.inference.colorizer import AbTransform, Colorizer
@@ -197,15 +197,15 @@ def colorize_samples(
     if not jobs:
         return report
     check_writable_folder(Path(out_dir))
-    protected = frozenset(job.source.resolve() for job in jobs)
+    protected = frozenset(resolved(job.source) for job in jobs)
     pending: list[Job] = []
     for job in jobs:
         targets = [variant_path(job.target, k) for k in range(samples)]
-        clash = next((t for t in targets if t.resolve() in protected or (t.exists() and not overwrite)), None)
+        clash = next((t for t in targets if resolved(t) in protected or (t.exists() and not overwrite)), None)
         if clash is None:
             pending.append(job)
             continue
-        reason = ("output would overwrite an input file" if clash.resolve() in protected
+        reason = ("output would overwrite an input file" if resolved(clash) in protected
                   else f"output {clash} exists (use --overwrite to replace it)")
         report.failed[job.source] = reason
         on_error(f"{job.source}: {reason}")

@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from chromalab.atomic import atomic_target
+from chromalab.data.images import resolved
 from chromalab.errors import ChromalabError
 from chromalab.inference.colorizer import AbTransform, Colorizer
 from chromalab.inference.fullres import full_resolution_lightness, merge_full_resolution, model_input
@@ -346,7 +347,7 @@ def colorize_video(
     source, target = Path(source), Path(target)
     if not is_video_path(target):
         raise ChromalabError(f"{target}: output must be a video file ({', '.join(sorted(VIDEO_EXTENSIONS))})")
-    if source.exists() and target.exists() and target.resolve() == source.resolve():
+    if source.exists() and target.exists() and resolved(target) == resolved(source):
         raise ChromalabError(f"{target}: refusing to overwrite the input video")
     if target.exists() and not overwrite:
         raise ChromalabError(f"{target}: output exists (use --overwrite to replace it)")
@@ -356,7 +357,8 @@ def colorize_video(
         raise ChromalabError(f"{target.parent}: cannot create output folder ({error.strerror})") from None
     started = time.perf_counter()
     try:
-        with atomic_target(target) as temporary, _open_input(source) as container:
+        # replace=overwrite: a file saved at the target while the video was encoding is kept.
+        with atomic_target(target, replace=overwrite) as temporary, _open_input(source) as container:
             report = _transcode(container, source, temporary, target, colorizer, size, batch_size,
                                 ab_transform, temporal, on_progress, on_frame, options)
     except BaseException as error:

@@ -11,16 +11,51 @@ only the discriminator's real targets are softened; the generator still aims at 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from chromalab.precision import full_precision
+from chromalab.registry import Registry
 
 Outputs = torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
 
-GAN_LOSSES = ("vanilla", "lsgan", "wgan-gp", "hinge")
+
+@dataclass(frozen=True)
+class GanLoss:
+    """One GAN loss as its two per-output terms; ``discriminator_loss`` and ``generator_loss``
+    average them over a discriminator's outputs."""
+
+    # (real scores, fake scores, real label, fake label) -> the discriminator's loss
+    discriminator_term: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor]
+    generator_term: Callable[[torch.Tensor], torch.Tensor]  # fake scores -> the generator's loss
+
+
+GAN_LOSS_REGISTRY: Registry[GanLoss] = Registry("GAN loss")
+# vanilla and lsgan halve the discriminator's loss, as in pix2pix, so that D learns at half G's
+# rate; the WGAN loss is the plain critic loss (``gradient_penalty`` is added by the caller).
+GAN_LOSS_REGISTRY.add("vanilla", GanLoss(
+    lambda r, f, real, fake: 0.5 * (F.binary_cross_entropy_with_logits(r, torch.full_like(r, real))
+                                    + F.binary_cross_entropy_with_logits(f, torch.full_like(f, fake))),
+    # non-saturating: -log D(G(x))
+    lambda f: F.binary_cross_entropy_with_logits(f, torch.ones_like(f)),
+), "binary cross-entropy on logits (Goodfellow et al.; non-saturating generator loss)")
+GAN_LOSS_REGISTRY.add("lsgan", GanLoss(
+    lambda r, f, real, fake: 0.5 * (F.mse_loss(r, torch.full_like(r, real)) + F.mse_loss(f, torch.full_like(f, fake))),
+    lambda f: F.mse_loss(f, torch.ones_like(f)),  # pulls towards the real label 1
+), "least squares (Mao et al.): smoother gradients than vanilla")
+GAN_LOSS_REGISTRY.add("wgan-gp", GanLoss(
+    lambda r, f, real, fake: f.mean() - r.mean(),
+    lambda f: -f.mean(),  # maximize the critic's score
+), "Wasserstein critic loss plus a gradient penalty (gan.gp_weight); use gan.n_critic 5")
+GAN_LOSS_REGISTRY.add("hinge", GanLoss(
+    lambda r, f, real, fake: F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean(),
+    lambda f: -f.mean(),
+), "hinge loss (SAGAN, BigGAN): the discriminator stops pushing beyond a margin")
+
+GAN_LOSSES = GAN_LOSS_REGISTRY.names()
 
 
 def as_list(outputs: Outputs) -> list[torch.Tensor]:
@@ -32,58 +67,24 @@ def _average(values: list[torch.Tensor]) -> torch.Tensor:
 
 
 def check_gan_loss(kind: str) -> str:
-    kind = kind.lower()
-    if kind not in GAN_LOSSES:
-        raise ValueError(f"unknown GAN loss {kind!r}; use {', '.join(GAN_LOSSES)}")
-    return kind
+    """The registered name of GAN loss ``kind``; an unknown one is a one-line UnknownNameError."""
+    return GAN_LOSS_REGISTRY.canonical(kind)
 
 
 @full_precision  # a bf16 discriminator's scores are judged in fp32
 def discriminator_loss(
     kind: str, real: Outputs, fake: Outputs, real_label: float = 1.0, fake_label: float = 0.0
 ) -> torch.Tensor:
-    """The discriminator's loss on its outputs for real and generated colorings.
-
-    vanilla and lsgan are halved, as in pix2pix, so that D learns at half G's rate; the
-    WGAN loss is the plain critic loss (the gradient penalty is added by the caller, see
-    ``gradient_penalty``).
-    """
-    kind = check_gan_loss(kind)
-    terms = []
-    for r, f in zip(as_list(real), as_list(fake), strict=True):
-        if kind == "vanilla":
-            term = 0.5 * (
-                F.binary_cross_entropy_with_logits(r, torch.full_like(r, real_label))
-                + F.binary_cross_entropy_with_logits(f, torch.full_like(f, fake_label))
-            )
-        elif kind == "lsgan":
-            term = 0.5 * (F.mse_loss(r, torch.full_like(r, real_label)) + F.mse_loss(f, torch.full_like(f, fake_label)))
-        elif kind == "wgan-gp":
-            term = f.mean() - r.mean()
-        else:  # hinge
-            term = F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean()
-        terms.append(term)
-    return _average(terms)
+    """The discriminator's loss on its outputs for real and generated colorings (see GAN_LOSS_REGISTRY)."""
+    term = GAN_LOSS_REGISTRY.get(kind).discriminator_term
+    return _average([term(r, f, real_label, fake_label) for r, f in zip(as_list(real), as_list(fake), strict=True)])
 
 
 @full_precision
 def generator_loss(kind: str, fake: Outputs) -> torch.Tensor:
-    """The generator's adversarial loss on the discriminator's outputs for its colorings.
-
-    vanilla is the non-saturating -log D(G(x)); lsgan pulls towards the real label 1;
-    WGAN and hinge both maximize the critic's score.
-    """
-    kind = check_gan_loss(kind)
-    terms = []
-    for f in as_list(fake):
-        if kind == "vanilla":
-            term = F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
-        elif kind == "lsgan":
-            term = F.mse_loss(f, torch.ones_like(f))
-        else:  # wgan-gp, hinge
-            term = -f.mean()
-        terms.append(term)
-    return _average(terms)
+    """The generator's adversarial loss on the discriminator's outputs for its colorings."""
+    term = GAN_LOSS_REGISTRY.get(kind).generator_term
+    return _average([term(f) for f in as_list(fake)])
 
 
 def gradient_penalty(

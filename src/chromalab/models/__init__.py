@@ -2,18 +2,22 @@
 
 from chromalab.models.base import ColorizationNet
 from chromalab.models.registry import (
+    MODELS,
     count_parameters,
     create_model,
     list_models,
     model_entry,
+    model_names,
     register_model,
 )
 
 __all__ = [
     "ColorizationNet",
+    "MODELS",
     "count_parameters",
     "create_model",
     "list_models",
     "model_entry",
+    "model_names",
     "register_model",
 ]

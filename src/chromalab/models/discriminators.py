@@ -1,4 +1,4 @@
-"""Discriminators for conditional GAN colorization (plain nn.Modules, their own small registry).
+"""Discriminators for conditional GAN colorization (plain nn.Modules, their own registry).
 
 Every discriminator sees the gray photo and a coloring of it: input = cat(L, colors), so
 ``in_channels`` = 1 + the channels of the color space trained in (2 for Lab/YCbCr/HSV, 3 for
@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
 from chromalab.models.blocks import make_norm, pad_to_multiple
+from chromalab.registry import Registry
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int, padding: int, spectral: bool, bias: bool = True) -> nn.Module:
@@ -227,27 +228,20 @@ class UNetDiscriminator(nn.Module):
         return [global_score, pixel_map]
 
 
-_DISCRIMINATORS: dict[str, tuple[Callable[..., nn.Module], str]] = {
-    "patch": (PatchDiscriminator, "70x70 PatchGAN (pix2pix)"),
-    "pixel": (PixelDiscriminator, "1x1 PatchGAN: per-pixel color judgement"),
-    "critic": (CriticDiscriminator, "convolutions + linear head: one score per image"),
-    "multiscale": (MultiscaleDiscriminator, "three PatchGANs at 1, 1/2, 1/4 scale (pix2pixHD)"),
-    "unet": (UNetDiscriminator, "U-Net discriminator: global score + per-pixel map"),
-}
+DISCRIMINATOR_REGISTRY: Registry[Callable[..., nn.Module]] = Registry("discriminator")
+DISCRIMINATOR_REGISTRY.add("patch", PatchDiscriminator, "70x70 PatchGAN (pix2pix)")
+DISCRIMINATOR_REGISTRY.add("pixel", PixelDiscriminator, "1x1 PatchGAN: per-pixel color judgement")
+DISCRIMINATOR_REGISTRY.add("critic", CriticDiscriminator, "convolutions + linear head: one score per image")
+DISCRIMINATOR_REGISTRY.add("multiscale", MultiscaleDiscriminator, "three PatchGANs at 1, 1/2, 1/4 scale (pix2pixHD)")
+DISCRIMINATOR_REGISTRY.add("unet", UNetDiscriminator, "U-Net discriminator: global score + per-pixel map")
 
-DISCRIMINATORS = tuple(_DISCRIMINATORS)
+DISCRIMINATORS = DISCRIMINATOR_REGISTRY.names()
 
 
 def discriminator_descriptions() -> dict[str, str]:
-    return {name: text for name, (_, text) in _DISCRIMINATORS.items()}
+    return DISCRIMINATOR_REGISTRY.descriptions()
 
 
 def create_discriminator(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
     """A discriminator by name for inputs cat(L, colors) with ``in_channels`` channels."""
-    try:
-        constructor, _ = _DISCRIMINATORS[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown discriminator {name!r}; choose one of {', '.join(DISCRIMINATORS)}"
-        ) from None
-    return constructor(in_channels, **kwargs)
+    return DISCRIMINATOR_REGISTRY.get(name)(in_channels, **kwargs)

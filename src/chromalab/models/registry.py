@@ -1,7 +1,8 @@
 """The model registry: ``@register_model`` on a constructor, ``create_model(name, **kwargs)``.
 
 As in timm, each model family lives in its own module and registers small named
-constructors; the registry only knows names, descriptions and how a model is trained.
+constructors; the registry only knows names, descriptions and how a model is trained. It is
+a ``chromalab.registry.Registry``, so an unknown name fails like every other choice.
 """
 
 from __future__ import annotations
@@ -13,31 +14,17 @@ from typing import Any, Callable
 
 from torch import nn
 
+from chromalab.registry import Registry
+
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     constructor: Callable[..., nn.Module]
     description: str
-    objective: str  # which training objective (chromalab.training.objectives) trains it
+    objective: str  # which training objective (chromalab.training.objective.OBJECTIVES) trains it
     color_space: str  # the color space it is trained in unless told otherwise
     pretrained: bool = False  # its constructor takes ``pretrained`` (reads ImageNet weights)
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register_model(
-    name: str, description: str, objective: str = "regression", color_space: str = "lab",
-    pretrained: bool = False,
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def decorator(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, constructor, description, objective, color_space, pretrained)
-        return constructor
-
-    return decorator
 
 
 def _import_families() -> None:
@@ -49,19 +36,32 @@ def _import_families() -> None:
             importlib.import_module(f"chromalab.models.{module.name}")
 
 
+MODELS: Registry[ModelEntry] = Registry("model", load=_import_families)
+
+
+def register_model(
+    name: str, description: str, objective: str = "regression", color_space: str = "lab",
+    pretrained: bool = False,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorator(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.add(name, ModelEntry(name, constructor, description, objective, color_space, pretrained),
+                   description)
+        return constructor
+
+    return decorator
+
+
 def model_entry(name: str) -> ModelEntry:
-    _import_families()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    """The registered model ``name``; an unknown name is a one-line UnknownNameError."""
+    return MODELS.get(name)
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(sorted(MODELS.names()))
 
 
 def list_models() -> list[ModelEntry]:
-    _import_families()
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+    return [MODELS.get(name) for name in model_names()]
 
 
 def create_model(name: str, weights_follow: bool = False, **kwargs: Any) -> nn.Module:

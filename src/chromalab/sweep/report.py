@@ -23,7 +23,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from chromalab.atomic import atomic_target, write_text_atomic
+from chromalab.sweep.outputs import SweepFiles
 from chromalab.sweep.scoring import VAL_LOSS, metric_goal
 from chromalab.sweep.spec import ParamSpec, apply_params
 from chromalab.training.config import TrainConfig
@@ -92,7 +92,9 @@ def trial_rows(study: optuna.Study, params: list[ParamSpec], metric: str) -> tup
     return header, rows
 
 
-def write_tables(study: optuna.Study, params: list[ParamSpec], metric: str, out: Path) -> tuple[Path, Path]:
+def write_tables(study: optuna.Study, params: list[ParamSpec], metric: str, out: Path,
+                 files: SweepFiles | None = None) -> tuple[Path, Path]:
+    files = files or SweepFiles(out)
     header, rows = trial_rows(study, params, metric)
     best = best_trial(study)
     best_number = best.number if best else None
@@ -107,8 +109,7 @@ def write_tables(study: optuna.Study, params: list[ParamSpec], metric: str, out:
     for row in rows:
         # Full precision here (the Markdown table rounds): the CSV is for further analysis.
         writer.writerow(["" if v is None else v for v in row] + [int(row[0] == best_number), run_dirs[row[0]]])
-    csv_path = out / "trials.csv"
-    write_text_atomic(csv_path, buffer.getvalue())
+    csv_path = files.write_text("trials.csv", buffer.getvalue())
 
     lines = [
         f"# Sweep {study.study_name}: {metric} ({goal})",
@@ -123,25 +124,27 @@ def write_tables(study: optuna.Study, params: list[ParamSpec], metric: str, out:
         if row[0] == best_number:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    md_path = out / "trials.md"
-    write_text_atomic(md_path, "\n".join(lines) + "\n")
+    md_path = files.write_text("trials.md", "\n".join(lines) + "\n")
     return csv_path, md_path
 
 
-def _save(axes: Any, path: Path, width: float | None = None) -> Path:
+def _save(axes: Any, files: SweepFiles, name: str, width: float | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     figure = np.ravel(axes)[0].figure
     if width and width > figure.get_figwidth():
         figure.set_figwidth(width)  # room for many options; Optuna's colorbar scales along
-    with atomic_target(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    try:
+        return files.write(name, lambda temporary: figure.savefig(temporary, format="png", dpi=110,
+                                                                  bbox_inches="tight"))
+    finally:
+        plt.close(figure)
 
 
-def write_plots(study: optuna.Study, params: list[ParamSpec], metric: str, out: Path) -> list[Path]:
+def write_plots(study: optuna.Study, params: list[ParamSpec], metric: str, out: Path,
+                files: SweepFiles | None = None) -> list[Path]:
     """The metric against each option, and importance (or parallel coordinates)."""
+    files = files or SweepFiles(out)
     from optuna.visualization import matplotlib as plots
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -156,20 +159,21 @@ def write_plots(study: optuna.Study, params: list[ParamSpec], metric: str, out: 
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
         axes = plots.plot_slice(study, params=names, target_name=target)
-        written.append(_save(axes, out / "metric_vs_params.png", 3.2 * len(names) + 1))
+        written.append(_save(axes, files, "metric_vs_params.png", 3.2 * len(names) + 1))
         if len(names) >= 2 and len(complete) >= MIN_TRIALS_FOR_IMPORTANCE:
             axes = plots.plot_param_importances(study, params=names, target_name=target)
-            written.append(_save(axes, out / "importance.png"))
+            written.append(_save(axes, files, "importance.png"))
         else:
             axes = plots.plot_parallel_coordinate(study, params=names, target_name=target)
-            written.append(_save(axes, out / "parallel_coordinates.png", 2.2 * (len(names) + 1) + 1))
+            written.append(_save(axes, files, "parallel_coordinates.png", 2.2 * (len(names) + 1) + 1))
     return written
 
 
 def write_best_config(
-    study: optuna.Study, base: TrainConfig, metric: str, out: Path
+    study: optuna.Study, base: TrainConfig, metric: str, out: Path, files: SweepFiles | None = None
 ) -> tuple[Path | None, FrozenTrial | None]:
     """``best.yaml``: the base configuration with the best trial's values (None if none yet)."""
+    files = files or SweepFiles(out)
     best = best_trial(study)
     if best is None:
         return None, None
@@ -181,13 +185,15 @@ def write_best_config(
         f"# Its run folder: {best.user_attrs.get('run_dir', '?')}\n"
         "# Train it again (longer, on more data): chromalab train --config best.yaml\n"
     )
-    path = out / "best.yaml"
-    write_text_atomic(path, header + config.to_yaml())
-    return path, best
+    return files.write_text("best.yaml", header + config.to_yaml()), best
 
 
-def write_report(study: optuna.Study, params: list[ParamSpec], metric: str, base: TrainConfig, out: Path) -> SweepReport:
-    csv_path, md_path = write_tables(study, params, metric, out)
-    plots = write_plots(study, params, metric, out)
-    best_yaml, best = write_best_config(study, base, metric, out)
+def write_report(study: optuna.Study, params: list[ParamSpec], metric: str, base: TrainConfig, out: Path,
+                 files: SweepFiles | None = None) -> SweepReport:
+    """The tables, plots and best.yaml in ``out``; only files the sweep wrote are replaced
+    (``files``, see chromalab.sweep.outputs; by default without --overwrite)."""
+    files = files or SweepFiles(out)
+    csv_path, md_path = write_tables(study, params, metric, out, files)
+    plots = write_plots(study, params, metric, out, files)
+    best_yaml, best = write_best_config(study, base, metric, out, files)
     return SweepReport(csv_path, md_path, plots, best_yaml, best)

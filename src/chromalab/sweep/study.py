@@ -24,6 +24,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from chromalab.errors import ChromalabError
+from chromalab.sweep.outputs import SweepFiles
 from chromalab.sweep.pruning import ReportToPruner
 from chromalab.sweep.scoring import (
     VAL_LOSS, best_val_loss, evaluate_run, evaluation_metrics, metric_direction, objective_value, validation_photos,
@@ -59,6 +60,11 @@ class SweepSettings:
     prune: bool = True
     prune_startup_trials: int = 3
     prune_warmup_rounds: int = 1
+    overwrite: bool = False  # replace files in ``out`` that the sweep did not write
+
+    def files(self) -> SweepFiles:
+        """The sweep folder's files and the record of which are the sweep's own."""
+        return SweepFiles(self.out, overwrite=self.overwrite, own_db=self.storage is None)
 
     @property
     def direction(self) -> str:
@@ -124,6 +130,7 @@ def validate(settings: SweepSettings) -> None:
         raise ChromalabError(f"{settings.base.data.path}: no such folder")
     if settings.eval_data and not Path(settings.eval_data).exists():
         raise ChromalabError(f"{settings.eval_data}: no such folder (--eval-data)")
+    settings.files().check()  # a file the sweep did not write at one of its paths
 
 
 def make_sampler(settings: SweepSettings, trials_so_far: int) -> optuna.samplers.BaseSampler:
@@ -178,8 +185,7 @@ def _retry_stale_trials() -> dict[str, Any]:
 def open_study(settings: SweepSettings) -> optuna.Study:
     """Create the study, or load it (same options) to continue it."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the sweep prints its own lines
-    if settings.storage is None:
-        settings.out.mkdir(parents=True, exist_ok=True)  # study.db goes there
+    settings.files().claim_study_db()  # study.db (when it is the storage): the sweep's own or none
     storage = make_storage(settings)
     settings.out.mkdir(parents=True, exist_ok=True)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -279,7 +285,12 @@ class TrialObjective:
     def trial_config(self, trial: optuna.Trial) -> TrainConfig:
         values = {param.path: param.suggest(trial) for param in self.settings.params}
         config = apply_params(self.settings.base, values)
+        # The folder train() will use, chosen here so the trial records the right one: a
+        # folder (or file) already at trial-NNNN is never written into; it becomes trial-NNNN-2.
+        from chromalab.training.trainer import new_run_dir
+
         config.out = str(self.settings.out / "trials" / f"trial-{trial.number:04d}")
+        config.out = str(new_run_dir(config))
         return config
 
     def __call__(self, trial: optuna.Trial) -> float:

@@ -38,7 +38,7 @@ from chromalab.models.discriminators import create_discriminator
 from chromalab.training.objective import ColorizationObjective, register_objective
 
 
-@register_objective("adversarial")
+@register_objective("adversarial", "pix2pix-style GAN: a regression generator against a discriminator")
 class AdversarialObjective(ColorizationObjective):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)

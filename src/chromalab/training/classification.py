@@ -56,7 +56,7 @@ def rebalancing_weights(smoothed: torch.Tensor, mix: float = 0.5) -> torch.Tenso
     return weights / (smoothed * weights).sum()
 
 
-@register_objective("classification")
+@register_objective("classification", "Zhang et al.: rebalanced cross-entropy over quantized ab bins")
 class ClassificationObjective(ColorizationObjective):
     def __init__(self, config: dict[str, Any]) -> None:
         config = copy.deepcopy(config)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
 from chromalab.errors import ChromalabError
+from chromalab.registry import unknown_name_message
 
 
 # Constrained types: every field is validated by its declared type (pydantic), so a value of the
@@ -37,6 +38,10 @@ Sampler = Literal["ddpm", "ddim"]
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
 Precision = Literal["auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true", "64"]
+# Choices that name a registry entry: a value outside them gets the registry's own one-line
+# "unknown <kind> 'x'; did you mean ...? choose from: ..." (chromalab.registry), the same
+# message as a lookup in Python or a model name in a config. The kinds are the registries'.
+CHOICE_KINDS: dict[Any, str] = {PixelLoss: "pixel loss", Discriminator: "discriminator", GanLoss: "GAN loss"}
 
 
 @dataclass
@@ -281,8 +286,26 @@ def validate_option(section: type, name: str, path: str, value: Any) -> Any:
         return adapter.validate_python(value)
     except ValidationError as error:
         problem = error.errors()[0]
+        kind = _choice_kind(hint)
+        if kind and problem["type"] == "literal_error" and isinstance(value, str):
+            choices = [c for c in typing.get_args(_literal_of(hint)) if isinstance(c, str)]
+            raise ChromalabError(f"option {path}: {unknown_name_message(kind, value, choices)}") from None
         expected = problem["msg"].removeprefix("Input should be ").removeprefix("String should ")
         raise ChromalabError(f"option {path}={value!r}: expected {expected}") from None
+
+
+def _literal_of(hint: Any) -> Any:
+    """The Literal in a field's type (``Discriminator | None`` -> ``Discriminator``), or None."""
+    if typing.get_origin(hint) is Literal:
+        return hint
+    if typing.get_origin(hint) in (typing.Union, type(int | None)):
+        return next((arm for arm in typing.get_args(hint) if typing.get_origin(arm) is Literal), None)
+    return None
+
+
+def _choice_kind(hint: Any) -> str | None:
+    literal = _literal_of(hint)
+    return CHOICE_KINDS.get(literal) if literal is not None else None
 
 
 def _plain(value: Any) -> Any:

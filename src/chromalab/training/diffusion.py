@@ -42,7 +42,7 @@ def diffusion_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     return from_section | dict(config["model"].get("kwargs") or {})
 
 
-@register_objective("diffusion")
+@register_objective("diffusion", "denoising diffusion on the colors, conditioned on L")
 class DiffusionObjective(ColorizationObjective):
     def __init__(self, config: dict[str, Any]) -> None:
         config = copy.deepcopy(config)

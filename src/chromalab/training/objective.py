@@ -19,20 +19,12 @@ from chromalab.checkpoint import ModelSpec
 from chromalab.color import get_color_space, rgb_to_l_norm, uint8_to_float
 from chromalab.data.augment import augment, training_augmentation
 from chromalab.precision import channels_last, full_precision
+from chromalab.registry import Registry
 from chromalab.training.config import TrainConfig
 
-_OBJECTIVES: dict[str, type["ColorizationObjective"]] = {}
 
-
-def register_objective(name: str) -> Callable[[type], type]:
-    def decorator(cls: type) -> type:
-        _OBJECTIVES[name] = cls
-        return cls
-
-    return decorator
-
-
-def objective_class(name: str) -> type["ColorizationObjective"]:
+def _import_objectives() -> None:
+    # Each module of chromalab.training that defines an objective registers it on import.
     import importlib
     import pkgutil
 
@@ -40,10 +32,18 @@ def objective_class(name: str) -> type["ColorizationObjective"]:
 
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"chromalab.training.{module.name}")
-    try:
-        return _OBJECTIVES[name]
-    except KeyError:
-        raise ValueError(f"no training objective {name!r}; have {', '.join(sorted(_OBJECTIVES))}") from None
+
+
+OBJECTIVES: Registry[type["ColorizationObjective"]] = Registry("training objective", load=_import_objectives)
+
+
+def register_objective(name: str, description: str) -> Callable[[type], type]:
+    return OBJECTIVES.register(name, description)
+
+
+def objective_class(name: str) -> type["ColorizationObjective"]:
+    """The objective registered as ``name``; an unknown name is a one-line UnknownNameError."""
+    return OBJECTIVES.get(name)
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float) -> Callable[[int], float]:

@@ -10,7 +10,7 @@ from chromalab.losses.reconstruction import ReconstructionLoss
 from chromalab.training.objective import ColorizationObjective, register_objective
 
 
-@register_objective("regression")
+@register_objective("regression", "a pixel loss (L1, L2, Huber) on the colors, plus an optional perceptual loss")
 class RegressionObjective(ColorizationObjective):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)

@@ -24,7 +24,7 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return per_element.flatten(1).sum(1).mean()
 
 
-@register_objective("variational")
+@register_objective("variational", "VAE: reconstruction loss plus beta x KL divergence of the latent")
 class VariationalObjective(ColorizationObjective):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
