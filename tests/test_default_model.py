@@ -40,7 +40,7 @@ def default_colorizer() -> Colorizer:
 
 def test_shipped_models_are_inside_the_installed_package() -> None:
     weights = resources.files("chromalab") / "weights"
-    for name in (*SHIPPED_MODELS.values(), "default.onnx", "MODEL_CARD.md"):
+    for name in (*SHIPPED_MODELS.values(), "default.onnx", "default.int8.onnx", "MODEL_CARD.md"):
         assert (weights / name).is_file(), name
         if name.endswith(".safetensors"):
             assert (weights / name).stat().st_size < 40 * 2**20  # the size cap
@@ -110,3 +110,15 @@ def test_vivid_is_clearly_more_colorful_than_default(default_colorizer: Colorize
     default_chroma, vivid_chroma = mean_chroma(default_colorizer), mean_chroma(vivid)
     assert default_chroma > MIN_MEAN_CHROMA
     assert vivid_chroma >= VIVID_OVER_DEFAULT * default_chroma, (vivid_chroma, default_chroma)
+
+
+def test_shipped_int8_graph_agrees_with_fp32(default_colorizer: Colorizer) -> None:
+    pytest.importorskip("onnxruntime")
+    int8 = Colorizer.load("default", precision="int8")
+    assert (int8.backend_name, int8.precision) == ("onnx", "int8")
+    for path in sample_photo_paths()[:3]:
+        photo = gray_of(path, 128)
+        expected = rgb2lab(np.asarray(default_colorizer.colorize(photo)) / 255.0)
+        actual = rgb2lab(np.asarray(int8.colorize(photo)) / 255.0)
+        # Quantization moves a*b* by about a third of a unit on average (benchmarks/precision.py).
+        assert np.abs(actual[..., 1:] - expected[..., 1:]).mean() < 2.0

@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.conftest import synthetic_photo
 
-PHOTOS = 40  # several seconds of work in all, a small fraction of a second a photo
+PHOTOS = 150  # seconds of work in all (a few hundredths of a second a photo): longer than the 2 s grace
 SIDE = (800, 600)
 STARTUP_S = 180  # about 40 s on the loaded 2-core development machine
 
@@ -100,8 +100,12 @@ def test_sigterm_mid_job_stops_within_5_s_and_leaves_no_temporary_files(tmp_path
             server.kill()
             server.wait()
     assert seconds < 5, f"took {seconds:.1f} s to stop"
-    assert server.returncode == 0, server.stderr.read()[-2000:] if server.stderr else ""
+    # uvicorn shuts down gracefully, then re-raises the signal it caught (uvicorn >= 0.29), so a
+    # clean stop exits with 0 or by SIGTERM itself; anything else (a crash, a kill) fails.
+    assert server.returncode in (0, -signal.SIGTERM), server.stderr.read()[-2000:] if server.stderr else ""
     response = outcome.get("response")
     # The interrupted request is answered 503 "shutting down", or its connection simply closes.
-    assert "error" in outcome or (isinstance(response, httpx.Response) and response.status_code == 503), outcome
-    assert sorted(temporary.iterdir()) == []  # the request's upload folder went with it
+    assert "error" in outcome or (isinstance(response, httpx.Response) and response.status_code == 503), (outcome, getattr(response, "text", ""))
+    # The request's upload folder went with it (libraries keep their own caches there: torch's
+    # torchinductor folder, a '.ses' file; only chromalab's own litter counts).
+    assert [p for p in temporary.iterdir() if p.name.startswith("chromalab")] == []

@@ -55,5 +55,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"chromalab: open http://{args.host}:{args.port} in a browser (Ctrl+C to stop)")
     # SIGTERM / Ctrl+C: requests get 2 s to finish; the running job is asked to stop at its next
     # photo or frame (worker.close), and its request's temporary folder is removed as it ends.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
+    class StoppingServer(uvicorn.Server):
+        # uvicorn waits for open requests first and runs the app's shutdown only after, so a
+        # long job would be cut off with a bare 500; telling the worker at the signal lets the
+        # job stop at its next photo and its request be answered 503 within the grace period.
+        def handle_exit(self, sig: int, frame: object) -> None:
+            app.state.worker.close()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
+    StoppingServer(config).run()
     return 0

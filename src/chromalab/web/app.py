@@ -92,6 +92,15 @@ def create_app(
     async def stopping(_request: Request, error: Stopping) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "30"})
 
+    @app.exception_handler(Exception)
+    async def failed(_request: Request, error: Exception) -> JSONResponse:
+        # A job cut short by shutdown can fail in other ways than Stopping (its executor or its
+        # upload folder going away under it): during shutdown every failure is the 503 it is.
+        if worker.stopping:
+            return JSONResponse({"detail": "the server is shutting down"}, status_code=503,
+                                headers={"Retry-After": "30"})
+        return JSONResponse({"detail": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+
     def catalog() -> list[ModelChoice]:
         return build_catalog(models, models_dir)
 

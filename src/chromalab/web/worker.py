@@ -44,6 +44,10 @@ class InferenceWorker:
         self.max_queue = max_queue
         self._stopping = threading.Event()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def check_stopping(self) -> None:
         """Called by jobs between photos (and video frames): a stopping server ends them there."""
         if self._stopping.is_set():
