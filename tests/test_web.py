@@ -288,9 +288,9 @@ def test_concurrent_requests_run_one_at_a_time_and_models_load_once(
     loads: list[Path] = []
     real_load = Colorizer.load.__func__
 
-    def counting_load(cls, name_or_path):
+    def counting_load(cls, name_or_path, **options):
         loads.append(Path(name_or_path))
-        return real_load(cls, name_or_path)
+        return real_load(cls, name_or_path, **options)
 
     monkeypatch.setattr(Colorizer, "load", classmethod(counting_load))
     active, overlaps, threads = [0], [], set()
