@@ -151,58 +151,55 @@ def evaluate_argv(tiny_model: Path, photo_dir: Path, out: Path) -> list[str]:
             "--metrics", "psnr", "--out", str(out)]
 
 
-@pytest.mark.parametrize("name", REPORT_FILES)
-def test_evaluate_refuses_any_taken_report_file(name: str, tiny_model: Path, photo_dir: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "report"
-    planted = {out / name: plant(out / name)}
-    code, _, err = run(evaluate_argv(tiny_model, photo_dir, out), capsys)
-    assert_refused_up_front(code, err, [name])
-    assert unchanged(planted) and sorted(p.name for p in out.iterdir()) == [name]
-
-
-def test_evaluate_overwrite_replaces_every_report_file(tiny_model: Path, photo_dir: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "report"
-    planted = {out / name: plant(out / name) for name in REPORT_FILES}
-    code, _, err = run(evaluate_argv(tiny_model, photo_dir, out), capsys)
-    assert_refused_up_front(code, err, list(REPORT_FILES))
-    assert unchanged(planted)
-    code, _, _ = run([*evaluate_argv(tiny_model, photo_dir, out), "--overwrite"], capsys)
-    assert code == 0
-    assert json.loads((out / "metrics.json").read_text())["settings"]["images"] == 4
-    assert Image.open(out / "samples.png").format == "PNG"
-    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
-
-
 def compare_argv(tiny_model: Path, photo_dir: Path, out: Path) -> list[str]:
     return ["compare", str(tiny_model), "--baselines", "--data", str(photo_dir), "--size", "32", "--limit", "4",
             "--metrics", "psnr", "--out", str(out)]
 
 
-@pytest.mark.parametrize("name", COMPARE_FILES)
-def test_compare_refuses_any_taken_report_file(name: str, tiny_model: Path, photo_dir: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def check_evaluate_report(out: Path) -> None:
+    assert json.loads((out / "metrics.json").read_text())["settings"]["images"] == 4
+    assert Image.open(out / "samples.png").format == "PNG"
+
+
+def check_compare_report(out: Path) -> None:
+    assert [m["name"] for m in json.loads((out / "metrics.json").read_text())["models"]] == ["tiny", "gray", "mean-ab"]
+    for name in ("grid.png", "curves.png"):
+        assert Image.open(out / name).format == "PNG"
+
+
+# The two report commands: how each is called, the files it writes, what its fresh report holds.
+REPORT_COMMANDS = {
+    "evaluate": (evaluate_argv, tuple(REPORT_FILES), check_evaluate_report),
+    "compare": (compare_argv, tuple(COMPARE_FILES), check_compare_report),
+}
+
+
+@pytest.mark.parametrize(("command", "name"), [
+    (command, name) for command, (_, files, _) in REPORT_COMMANDS.items() for name in files
+])
+def test_report_commands_refuse_any_taken_report_file(command: str, name: str, tiny_model: Path, photo_dir: Path,
+                                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv, _, _ = REPORT_COMMANDS[command]
     out = tmp_path / "report"
     planted = {out / name: plant(out / name)}
-    code, _, err = run(compare_argv(tiny_model, photo_dir, out), capsys)
+    code, _, err = run(argv(tiny_model, photo_dir, out), capsys)
     assert_refused_up_front(code, err, [name])
     assert unchanged(planted) and sorted(p.name for p in out.iterdir()) == [name]
 
 
-def test_compare_overwrite_replaces_every_report_file(tiny_model: Path, photo_dir: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", REPORT_COMMANDS)
+def test_report_commands_overwrite_replaces_every_report_file(command: str, tiny_model: Path, photo_dir: Path,
+                                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv, files, check_report = REPORT_COMMANDS[command]
     out = tmp_path / "report"
-    planted = {out / name: plant(out / name) for name in COMPARE_FILES}
-    code, _, err = run(compare_argv(tiny_model, photo_dir, out), capsys)
-    assert_refused_up_front(code, err, list(COMPARE_FILES))
+    planted = {out / name: plant(out / name) for name in files}
+    code, _, err = run(argv(tiny_model, photo_dir, out), capsys)
+    assert_refused_up_front(code, err, list(files))
     assert unchanged(planted)
-    code, _, _ = run([*compare_argv(tiny_model, photo_dir, out), "--overwrite"], capsys)
+    code, _, _ = run([*argv(tiny_model, photo_dir, out), "--overwrite"], capsys)
     assert code == 0
-    assert [m["name"] for m in json.loads((out / "metrics.json").read_text())["models"]] == ["tiny", "gray", "mean-ab"]
-    for name in ("grid.png", "curves.png"):
-        assert Image.open(out / name).format == "PNG"
-    assert sorted(p.name for p in out.iterdir()) == sorted(COMPARE_FILES)
+    check_report(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
 
 
 # --- explore -------------------------------------------------------------------------------------

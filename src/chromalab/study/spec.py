@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from chromalab.errors import ChromalabError
+from chromalab.yaml_files import read_yaml_mapping
 from chromalab.training.config import TrainConfig, flatten
 
 # Entry names become folder names (OUT/runs/<name>) and table rows: keep them plain.
@@ -207,14 +207,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def read_study_file(path: Path) -> StudyFile:
-    try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ChromalabError(f"{path}: cannot read the study file ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise ChromalabError(f"{path}: invalid YAML ({error})".replace("\n", " ")) from None
-    if not isinstance(values, dict):
-        raise ChromalabError(f"{path}: a study file is a mapping (name, data, eval, size, budget, entries, ...)")
+    values = read_yaml_mapping(path, "study file", "name, data, eval, size, budget, entries, ...")
     try:
         return StudyFile.model_validate(values)
     except ValidationError as error:

@@ -178,14 +178,9 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as error:
-            raise ChromalabError(f"{path}: cannot read config ({error.strerror})") from None
-        except yaml.YAMLError as error:
-            raise ChromalabError(f"{path}: invalid YAML ({error})".replace("\n", " ")) from None
-        if not isinstance(values, dict):
-            raise ChromalabError(f"{path}: a config must be a mapping of sections")
+        from chromalab.yaml_files import read_yaml_mapping
+
+        values = read_yaml_mapping(path, "config", "of sections: model, data, loss, optim, trainer, ...", empty_ok=True)
         try:
             return cls.from_dict(values)
         except ChromalabError as error:
