@@ -1,8 +1,9 @@
 """Score a model at several decoding settings in one pass: annealed-mean temperatures
-(classification models) or saturations (any model: its chroma times S).
+(classification models) or saturations and chroma smoothings (any model: its chroma times S,
+then an edge-aware guided filter; see chromalab.inference.smoothing).
 
     nice -n 10 .venv/bin/python scripts/temperature_sweep.py MODEL --data DIR \
-        [--temperatures 0.38,0.6,1.0 | --saturations 1,1.25,1.5] [--metrics fid,colorfulness] [--out DIR]
+        [--temperatures 0.38,0.6,1.0 | --saturations 1,1.25,1.5 --smoothings off,0.03125:0.001] [--metrics fid,colorfulness] [--out DIR]
 
 The network runs once per setting (it is cheap next to Inception); the photos' ground-truth
 features are computed once for all (``evaluate_models``). Pick the setting on photos held out
@@ -27,6 +28,7 @@ from chromalab.evaluation.baselines import make_baselines
 from chromalab.evaluation.evaluate import evaluate_models
 from chromalab.evaluation.report import REPORT_FILES, check_outputs_free, markdown_table, write_report
 from chromalab.inference.colorizer import Colorizer
+from chromalab.inference.smoothing import ChromaSmoothing
 
 
 class AtTemperature:
@@ -39,18 +41,40 @@ class AtTemperature:
         return self.colorizer.colorize_images(images, size=size, temperature=self.temperature, **options)
 
 
-class AtSaturation:
-    """A Colorizer whose chroma is multiplied by one saturation (as ``export --saturation`` stores)."""
+class AtSetting:
+    """A Colorizer whose chroma is multiplied by one saturation and smoothed by one guided filter
+    (what ``export --saturation`` and ``export --smoothing`` store)."""
 
-    def __init__(self, colorizer: Colorizer, saturation: float) -> None:
-        self.colorizer, self.saturation = colorizer, saturation
+    def __init__(self, colorizer: Colorizer, saturation: float, smoothing: ChromaSmoothing | None) -> None:
+        self.colorizer, self.saturation, self.smoothing = colorizer, saturation, smoothing
 
     def colorize_images(self, images: Sequence[Image.Image], size: int | None = None, **options: Any) -> list[Image.Image]:
-        own, self.colorizer.saturation = self.colorizer.saturation, self.saturation
+        own = self.colorizer.saturation, self.colorizer.smoothing
+        self.colorizer.saturation, self.colorizer.smoothing = self.saturation, self.smoothing
         try:
             return self.colorizer.colorize_images(images, size=size, **options)
         finally:
-            self.colorizer.saturation = own
+            self.colorizer.saturation, self.colorizer.smoothing = own
+
+
+def parse_smoothings(text: str) -> list[ChromaSmoothing | None]:
+    """'off,0.03125:0.001' -> [None, ChromaSmoothing(0.03125, 0.001)]"""
+    settings: list[ChromaSmoothing | None] = []
+    for part in text.split(","):
+        if part == "off":
+            settings.append(None)
+            continue
+        try:
+            radius, eps = (float(value) for value in part.split(":"))
+        except ValueError:
+            raise ChromalabError(f"--smoothings {text!r}: expected off or RADIUS:EPS, separated by commas") from None
+        settings.append(ChromaSmoothing(radius=radius, eps=eps))
+    return settings
+
+
+def setting_name(saturation: float, smoothing: ChromaSmoothing | None) -> str:
+    name = f"S={saturation:g}"
+    return name if smoothing is None else f"{name} guided r={smoothing.radius:g} eps={smoothing.eps:g}"
 
 
 def parse_values(text: str, option: str, minimum_text: str, allow_zero: bool) -> list[float]:
@@ -64,16 +88,18 @@ def parse_values(text: str, option: str, minimum_text: str, allow_zero: bool) ->
 
 
 def sweep(args: argparse.Namespace) -> None:
-    if args.saturations:
-        settings = parse_values(args.saturations, "--saturations", "positive (1 = as trained)", allow_zero=False)
+    by_chroma = bool(args.saturations or args.smoothings)
+    if by_chroma:
+        saturations = parse_values(args.saturations or "1", "--saturations", "positive (1 = as trained)", allow_zero=False)
+        smoothings = parse_smoothings(args.smoothings or "off")
     else:
         settings = parse_values(args.temperatures, "--temperatures", "0 (the mode) or positive", allow_zero=True)
     if args.out:  # fail now, not after an hour of evaluation
         check_outputs_free(Path(args.out), REPORT_FILES, args.overwrite)
-    colorizer = Colorizer.load(args.model, backend="auto" if args.saturations else "torch")
+    colorizer = Colorizer.load(args.model, backend="auto" if by_chroma else "torch")
     models: dict[str, Any]
-    if args.saturations:
-        models = {f"S={s:g}": AtSaturation(colorizer, s) for s in settings}
+    if by_chroma:
+        models = {setting_name(s, g): AtSetting(colorizer, s, g) for g in smoothings for s in saturations}
     else:
         if not hasattr(colorizer.net, "temperature"):
             raise ChromalabError(f"{args.model}: not a classification model (no annealed-mean temperature)")
@@ -85,7 +111,7 @@ def sweep(args: argparse.Namespace) -> None:
     print(markdown_table(results))
     if args.out:
         write_report(results, Path(args.out), overwrite=args.overwrite,
-                     title=f"{args.model}: {'saturation' if args.saturations else 'annealed-mean temperature'}")
+                     title=f"{args.model}: {'saturation and smoothing' if by_chroma else 'annealed-mean temperature'}")
 
 
 def main() -> int:
@@ -94,6 +120,8 @@ def main() -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--temperatures", default="0.38,0.6,1.0")
     parser.add_argument("--saturations", default=None, help="e.g. 1,1.25,1.5 (instead of temperatures)")
+    parser.add_argument("--smoothings", default=None,
+                        help="e.g. off,0.03125:0.001 (guided-filter RADIUS:EPS; crossed with --saturations)")
     parser.add_argument("--metrics", default="fid,colorfulness,colorfulness_truth,ciede2000,psnr")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--size", type=int, default=256)

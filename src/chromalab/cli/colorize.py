@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="what the network computes in: fp32, bf16 (PyTorch, CPUs with bf16 units), "
                         "int8 (onnxruntime, needs an int8 export) or auto (the model's measured choice, "
                         "else fp32)")
+    parser.add_argument("--smoothing", default=None, metavar="RADIUS,EPS",
+                        help="edge-aware chroma smoothing (a guided filter on a*b*, L* as the guide): "
+                        "RADIUS a fraction of the side, EPS its regularizer, or off (default: the model's own)")
     controls = parser.add_argument_group("creative controls (docs/controls-and-video.md)")
     controls.add_argument("--temperature", type=float, default=0.0, metavar="T",
                           help="white balance in [-1, 1]: + warmer, - cooler (1 = +110 mired)")
@@ -60,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
     ab_transform = make_ab_transform(ColorControls(args.temperature, args.hue, args.saturation, args.reference))
     colorizer = Colorizer.load(args.model, backend=args.backend, precision=args.precision)
+    if args.smoothing is not None:
+        from chromalab.inference.smoothing import parse_smoothing
+
+        colorizer.smoothing = parse_smoothing(args.smoothing)
     videos = [path for path in args.inputs if is_video_path(path)]
     video_status = 0
     if videos:

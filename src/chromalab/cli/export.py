@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--saturation", type=float, default=None, metavar="S",
                         help="store S as the model's own chroma multiplier (1 = as trained): an L1 "
                         "model's cautious chroma, scaled by a factor chosen by FID on held-out photos")
+    parser.add_argument("--smoothing", default=None, metavar="RADIUS,EPS",
+                        help="store edge-aware chroma smoothing in the model's spec: a guided filter "
+                        "on a*b* with L* as the guide, RADIUS a fraction of the side (e.g. 0.03125), "
+                        "EPS its regularizer; 'off' removes it (chromalab.inference.smoothing)")
     parser.add_argument("--int8", action="store_true",
                         help="ONNX: quantize to int8 (static QDQ, onnxruntime), calibrated on --calibration photos")
     parser.add_argument("--calibration", type=Path, default=None, metavar="DIR",
@@ -81,6 +85,16 @@ def run(args: argparse.Namespace) -> int:
             raise ChromalabError("--saturation is stored in a safetensors model's spec; the ONNX graph "
                                  "holds the network alone (the Colorizer applies the spec's saturation)")
         spec.extra["saturation"] = args.saturation
+    if args.smoothing is not None:
+        if args.format != "safetensors":
+            raise ChromalabError("--smoothing is stored in a safetensors model's spec; the ONNX graph "
+                                 "holds the network alone")
+        from chromalab.inference.smoothing import parse_smoothing
+
+        smoothing = parse_smoothing(args.smoothing)
+        spec.extra.pop("chroma_smoothing", None)
+        if smoothing is not None:
+            spec.extra["chroma_smoothing"] = smoothing.to_dict()
     if args.auto_precision is not None:
         if args.format != "safetensors":
             raise ChromalabError("--auto-precision is stored in a safetensors model's spec")

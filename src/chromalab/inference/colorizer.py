@@ -18,6 +18,7 @@ from PIL import Image
 from chromalab.checkpoint import ModelSpec, load_network
 from chromalab.color import uint8_to_float
 from chromalab.inference.fullres import full_resolution_lightness, merge_full_resolution, model_input
+from chromalab.inference.smoothing import ChromaSmoothing
 
 # (L_norm, ab_norm) at model size -> adjusted ab_norm; see chromalab.inference.controls.
 AbTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -43,6 +44,8 @@ class Colorizer:
         self.spec = spec
         # The model's own chroma multiplier (``chromalab export --saturation``): 1 = as trained.
         self.saturation = float(spec.extra.get("saturation", 1.0))
+        # The model's own edge-aware chroma smoothing (``chromalab export --smoothing``): None = off.
+        self.smoothing: ChromaSmoothing | None = ChromaSmoothing.from_spec(spec.extra.get("chroma_smoothing"))
         self.space = get_color_space(spec.color_space)
         self.backend: Backend = backend or self._torch_backend
         self.backend_name = "torch" if backend is None else "custom"
@@ -158,14 +161,29 @@ class Colorizer:
             return []
         size = size or self.spec.size
         l_small = torch.cat([model_input(image, size) for image in images])
-        ab_small = self.predict_ab(l_small, **options)
-        if ab_transform is not None:
-            ab_small = ab_transform(l_small, ab_small)
+        ab_small = self.finish_ab(images, l_small, self.predict_ab(l_small, **options), ab_transform)
         results = []
         for image, ab in zip(images, ab_small):
             lightness = full_resolution_lightness(image)
             results.append(Image.fromarray(merge_full_resolution(lightness, ab.unsqueeze(0))))
         return results
+
+    def finish_ab(
+        self,
+        images: Sequence[Image.Image],
+        l_small: torch.Tensor,
+        ab_small: torch.Tensor,
+        ab_transform: AbTransform | None = None,
+    ) -> torch.Tensor:
+        """The network's a*b* after the user's controls and the model's chroma smoothing (whose
+        guide is each photo's L* on the smoothing grid); still small, not yet at photo size."""
+        if ab_transform is not None:
+            ab_small = ab_transform(l_small, ab_small)
+        if self.smoothing is None:
+            return ab_small
+        work = self.smoothing.work_size(l_small.shape[-1])
+        guide = l_small if work == l_small.shape[-1] else torch.cat([model_input(image, work) for image in images])
+        return self.smoothing(guide, ab_small)
 
     def colorize(self, image: Image.Image, size: int | None = None, **options: Any) -> Image.Image:
         return self.colorize_images([image], size=size, **options)[0]

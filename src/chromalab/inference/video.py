@@ -322,6 +322,7 @@ class FrameColorizer:
             ab = ab_small[index : index + 1]
             if self.smoother is not None:
                 ab = self.smoother(l_small[index : index + 1], ab)
+            ab = self.colorizer.finish_ab([image], l_small[index : index + 1], ab)  # the model's smoothing
             results.append(merge_full_resolution(full_resolution_lightness(image), ab))
         return results
 
