@@ -14,7 +14,7 @@ from skimage import color as skcolor
 from chromalab import load_model
 from chromalab.cli import main
 from chromalab.errors import ChromalabError
-from chromalab.inference.smoothing import ChromaSmoothing
+from chromalab.inference.smoothing import ChromaSmoothing, box_mean, guided_filter
 from tests.conftest import synthetic_photo
 
 
@@ -66,6 +66,31 @@ def test_color_bleeding_past_an_edge_is_pulled_back() -> None:
     assert leaked[0, 1, :, 31].min() > 0.2  # the dark column next to the edge, before ...
     assert out[0, 1, :, 31].max() < 0.6 * leaked[0, 1, :, 31].min()  # ... and after
     assert out[0, 1, :, 40:].min() > 0.45  # the light side keeps its color
+
+
+@pytest.mark.parametrize("radius", [1, 4, 8])
+def test_box_mean_is_the_mirrored_window_average(radius: int) -> None:
+    x = torch.rand(2, 3, 40, 33, generator=torch.Generator().manual_seed(radius))
+    k = 2 * radius + 1
+    expected = F.avg_pool2d(F.pad(x, [radius] * 4, mode="reflect"), k, stride=1)
+    torch.testing.assert_close(box_mean(x, radius), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("radius, eps", [(1, 1e-3), (8, 1e-3), (16, 1e-2)])
+def test_guided_filter_matches_kornia(radius: int, eps: float) -> None:
+    """Our running-sum filter is kornia's guided_blur (direct convolution), only faster."""
+    from kornia.filters import guided_blur
+
+    generator = torch.Generator().manual_seed(radius)
+    guide = torch.rand(2, 1, 64, 48, generator=generator)
+    src = torch.rand(2, 2, 64, 48, generator=generator) * 2 - 1
+    expected = guided_blur(guide, src, 2 * radius + 1, eps)
+    torch.testing.assert_close(guided_filter(guide, src, radius, eps), expected, atol=2e-4, rtol=0)
+
+
+def test_a_window_larger_than_the_grid_is_one_clear_error() -> None:
+    with pytest.raises(ChromalabError, match="window 41 px: larger than the 16x16 grid"):
+        box_mean(torch.zeros(1, 1, 16, 16), 20)
 
 
 @pytest.mark.parametrize("options, message", [
