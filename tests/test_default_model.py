@@ -18,12 +18,12 @@ from chromalab.inference.colorizer import Colorizer
 
 # Mean chroma C*ab = sqrt(a*^2 + b*^2) over scikit-image's five color sample photos, as a
 # shipped model colorizes their grayscale versions. A gray output has 0 (rounding leaves < 1);
-# the originals average 23.9; default gives 7.35 (5.1 to 15.3 per photo; it is desaturated,
-# see the model card), vivid 12.2 (7.1 to 18.7). 5 is twice the just-noticeable difference
+# the originals average 23.9; default gives 9.97 (it is desaturated, see the model card),
+# vivid (its chroma x 2) 19.8. 5 is twice the just-noticeable difference
 # in CIELAB (about 2.3): it fails a model that leaves photos gray or barely tinted, with
 # margin for platform-level float differences.
 MIN_MEAN_CHROMA = 5.0
-# What vivid is for: clearly more color than default (measured 1.66x).
+# What vivid is for: clearly more color than default (measured 1.99x).
 VIVID_OVER_DEFAULT = 1.3
 
 
