@@ -2,9 +2,15 @@
 
     nice -n 10 .venv/bin/python benchmarks/evaluation.py [--data DIR] [--limit N]
         [--metrics fid,psnr,...] [--threads N] [--out REPORT_DIR]
+    nice -n 10 .venv/bin/python benchmarks/evaluation.py --fid-cache [--model default] --metrics fid --limit 300
 
 Prints images/s of the whole evaluation (decode, gray, "colorize", every metric), peak RSS,
 and the gray baseline's metrics next to the reference figures of /work/shared/data/README.md.
+
+``--fid-cache``: the same evaluation three times in one process - without the FID reference
+cache (every ground truth through Inception, as before the cache), then with it (filling it if
+it is empty), then with it again (a hit, certainly) - and prints the seconds of each, the
+speed-up of the last over the first, and both FIDs (they must be equal).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -31,6 +38,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", default=None, help="also write the report here")
+    parser.add_argument("--model", default=None, help="a model (name, file or run) instead of the gray baseline")
+    parser.add_argument("--fid-cache", action="store_true", help="time the evaluation without and with the FID reference cache")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -38,10 +47,21 @@ def main() -> int:
     from chromalab.evaluation import GrayBaseline, evaluate
 
     metrics = [m for m in args.metrics.split(",")] if args.metrics else None
-    start = time.perf_counter()
-    result = evaluate(GrayBaseline(), args.data, size=256, limit=args.limit, batch_size=args.batch_size,
-                      metrics=metrics, progress=sys.stderr.isatty())
-    seconds = time.perf_counter() - start
+    colorizer = GrayBaseline()
+    if args.model:
+        from chromalab.evaluation.compare import load_models
+
+        colorizer = next(iter(load_models([args.model])[0].values()))
+
+    def timed(reference_cache: bool) -> tuple[float, Any]:
+        start = time.perf_counter()
+        result = evaluate(colorizer, args.data, size=256, limit=args.limit, batch_size=args.batch_size,
+                          metrics=metrics, progress=sys.stderr.isatty(), reference_cache=reference_cache)
+        return time.perf_counter() - start, result
+
+    if args.fid_cache:
+        return time_reference_cache(timed, args)
+    seconds, result = timed(reference_cache=False)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     count = result.settings["images"]
     print(f"data: {args.data}  photos: {count}  torch threads: {torch.get_num_threads()}  "
@@ -58,6 +78,23 @@ def main() -> int:
         result.write(args.out, overwrite=True)
         print(f"report: {args.out}")
     return 0
+
+
+def time_reference_cache(timed: Callable[[bool], tuple[float, Any]], args: argparse.Namespace) -> int:
+    timed(reference_cache=False)  # warm-up: model loading, the ONNX export of Inception, page cache
+    without, result_without = timed(reference_cache=False)
+    filling, _ = timed(reference_cache=True)
+    with_cache, result_with = timed(reference_cache=True)
+    count = result_without.settings["images"]
+    fid_without, fid_with = result_without.summary.get("fid"), result_with.summary.get("fid")
+    print(f"data: {args.data}  photos: {count}  model: {args.model or 'gray'}  torch threads: {torch.get_num_threads()}  "
+          f"metrics: {','.join(result_without.summary)}")
+    print(f"without the FID reference cache: {without:7.1f} s  {count / without:6.2f} images/s")
+    print(f"with it (filling it if empty):   {filling:7.1f} s  {count / filling:6.2f} images/s")
+    print(f"with it (read from the cache):   {with_cache:7.1f} s  {count / with_cache:6.2f} images/s  "
+          f"-> {without / with_cache:.2f}x")
+    print(f"FID without / with the cache: {fid_without!r} / {fid_with!r}  (equal: {fid_without == fid_with})")
+    return 0 if fid_without == fid_with else 1
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     comparison = compare(args.models, args.data, size=args.size, limit=args.limit,
                          batch_size=args.batch_size, baselines=args.baselines,
                          metrics=parse_metrics(args.metrics), progress=sys.stderr.isatty(),
-                         device=args.device, on_error=report_error)
+                         device=args.device, on_error=report_error,
+                         reference_cache=None if args.fid_cache else False)
     written = write_comparison(comparison, out, overwrite=args.overwrite)
     print_summary(comparison.results)
     print(f"wrote {', '.join(p.name for p in written.values())} to {out}")

@@ -24,6 +24,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="report folder (default: reports/<command>-<time>)")
     parser.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
     parser.add_argument("--device", default=None, help="where Inception and ST-LPIPS run (default: cuda if available)")
+    parser.add_argument("--no-fid-cache", dest="fid_cache", action="store_false",
+                        help="measure the ground truths' Inception statistics even if the cache has them "
+                        "(default: read/save them in the user cache; also CHROMALAB_FID_CACHE=off)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
             colorizers.setdefault(name, baseline)
     results = evaluate_models(colorizers, args.data, size=args.size, limit=args.limit,
                               batch_size=args.batch_size, metrics=parse_metrics(args.metrics),
-                              progress=sys.stderr.isatty(), device=args.device, on_error=report_error)
+                              progress=sys.stderr.isatty(), device=args.device, on_error=report_error,
+                              reference_cache=None if args.fid_cache else False)
     write_report(results, out, overwrite=args.overwrite)
     print_summary(results)
     print(f"wrote metrics.json, metrics.md, per_image.csv, samples.png to {out}")

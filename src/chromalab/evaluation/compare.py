@@ -101,6 +101,7 @@ def compare(
     progress: bool = True,
     device: str | None = None,
     on_error: Callable[[str], None] | None = None,
+    reference_cache: bool | None = None,
 ) -> Comparison:
     if not models:
         raise ChromalabError("compare needs at least one model")
@@ -109,7 +110,8 @@ def compare(
         for name, baseline in make_baselines().items():
             colorizers[_unique(name, colorizers)] = baseline
     results = evaluate_models(colorizers, data, size=size, limit=limit, batch_size=batch_size,
-                              metrics=metrics, progress=progress, device=device, on_error=on_error)
+                              metrics=metrics, progress=progress, device=device, on_error=on_error,
+                              reference_cache=reference_cache)
     return Comparison(results, run_dirs)
 
 

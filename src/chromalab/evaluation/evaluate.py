@@ -30,6 +30,7 @@ from chromalab.errors import ChromalabError
 from chromalab.evaluation import metrics as M
 from chromalab.evaluation.fid import FeatureStatistics, InceptionFeatures, fid_from_statistics
 from chromalab.evaluation.lpips import LpipsScorer, stlpips_available
+from chromalab.evaluation.reference_cache import cache_enabled, load_reference, reference_key, save_reference
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +279,15 @@ def evaluate_models(
     progress: bool = True,
     device: str | None = None,
     on_error: Callable[[str], None] | None = None,
+    reference_cache: bool | None = None,
 ) -> list[EvaluationResult]:
     """Score several colorizers on the same photos in one pass (ground-truth work shared).
 
     An unreadable photo is skipped (listed in the settings' ``skipped``) and reported once,
-    as ``path: reason``, to ``on_error`` (default: the log).
+    as ``path: reason``, to ``on_error`` (default: the log). ``reference_cache``: read and save
+    the ground truths' Inception statistics in the user cache (evaluation.reference_cache;
+    None = on unless ``CHROMALAB_FID_CACHE=off``), which halves a one-model FID evaluation
+    the second time the same photos are evaluated.
     """
     on_error = on_error or (lambda message: log.warning("skipping %s", message))
     if not colorizers:
@@ -297,6 +302,14 @@ def evaluate_models(
     sample_at = {int(round(i)) for i in np.linspace(0, len(paths) - 1, min(SAMPLE_COUNT, len(paths)))}
 
     reference = FeatureStatistics() if suite.inception else None
+    measure_reference = reference is not None  # False once the cache has given it
+    cache_key = None
+    if suite.inception is not None and (cache_enabled() if reference_cache is None else reference_cache):
+        cache_key = reference_key(paths, size, suite.inception.identity)
+        cached = load_reference(cache_key)
+        if cached is not None:
+            log.info("FID reference statistics of %d photos from the cache", cached.count)
+            reference, measure_reference = cached, False
     statistics = {name: FeatureStatistics() for name in colorizers} if suite.inception else {}
     seconds = dict.fromkeys(colorizers, 0.0)
     per_image: dict[str, list[dict[str, Any]]] = {name: [] for name in colorizers}
@@ -330,9 +343,8 @@ def evaluate_models(
             grays = [gray_version(t.unsqueeze(0))[0] for t in truths]
             gray_images = [to_image(g) for g in grays]
             groups = suite.truth_groups(truths, grays)
-            truth_features = suite.features(truths)
-            if reference is not None and truth_features is not None:
-                reference.update(truth_features)
+            if measure_reference:
+                reference.update(suite.features(truths))
 
             outputs: dict[str, list[torch.Tensor]] = {}
             for name, colorizer in colorizers.items():
@@ -370,6 +382,8 @@ def evaluate_models(
     count = len(paths) - len(skipped)
     if count == 0:
         raise ChromalabError(f"none of the {len(paths)} photo(s) could be read (e.g. {next(iter(skipped))})")
+    if measure_reference and cache_key is not None and reference.count >= 2:
+        save_reference(cache_key, reference)  # only a complete pass gets here
     settings = {
         "data": str(data) if isinstance(data, (str, Path)) else f"{len(paths)} files",
         "size": size,
@@ -429,13 +443,16 @@ def evaluate(
     progress: bool = True,
     device: str | None = None,
     name: str | None = None,
+    reference_cache: bool | None = None,
 ) -> EvaluationResult:
     """Score one colorizer (a ``Colorizer`` or a baseline) on a folder or list of photos.
 
     ``size``: shorter side resized to ``size`` and center-cropped square; 0 = full resolution.
     ``metrics``: None = all of ``METRICS``, else a subset. ``device``: where Inception and
-    ST-LPIPS run (default: CUDA when available). See docs/evaluation.md for the protocol.
+    ST-LPIPS run (default: CUDA when available). ``reference_cache``: see ``evaluate_models``.
+    See docs/evaluation.md for the protocol.
     """
     label = name or model_name(colorizer)
     return evaluate_models({label: colorizer}, data, size=size, limit=limit, batch_size=batch_size,
-                           metrics=metrics, progress=progress, device=device)[0]
+                           metrics=metrics, progress=progress, device=device,
+                           reference_cache=reference_cache)[0]

@@ -105,6 +105,10 @@ class InceptionFeatures:
         self.device = torch.device(device)
         self.chunk = chunk
         self.backend = choose_backend(self.device, backend)
+        source = inception_model_path()
+        stat = source.stat()
+        # What the features depend on (for the reference cache, evaluation.reference_cache).
+        self.identity = f"{self.backend}|{source}|{stat.st_size}|{stat.st_mtime_ns}|{INCEPTION_SIZE}"
         if self.backend == "onnx":
             path = inception_onnx_path()
             if not path.is_file():
