@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -16,6 +18,15 @@ from PIL import Image
 torch.set_num_threads(1)
 # Indexes and decoded caches of test runs never touch the user's cache (see _isolated_cache).
 os.environ.setdefault("CHROMALAB_CACHE", tempfile.mkdtemp(prefix="chromalab-test-cache-"))
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ (not a package) as a module, for its tests."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def synthetic_photo(seed: int, width: int = 48, height: int = 40) -> Image.Image:

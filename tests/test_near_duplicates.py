@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import synthetic_photo
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "near_duplicates.py"
+from tests.conftest import load_script, synthetic_photo
 
 
 @pytest.fixture(scope="module")
 def near_duplicates():
-    spec = importlib.util.spec_from_file_location("near_duplicates", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("near_duplicates")
 
 
 def test_finds_a_resized_copy_and_nothing_else(near_duplicates, tmp_path: Path, capsys) -> None:

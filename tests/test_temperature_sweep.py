@@ -3,7 +3,6 @@ bad option values refused before any evaluation."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,16 +10,12 @@ from pathlib import Path
 import pytest
 
 from chromalab.errors import ChromalabError
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "temperature_sweep.py"
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def sweep_script():
-    spec = importlib.util.spec_from_file_location("temperature_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("temperature_sweep")
 
 
 def run_sweep(module, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
