@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import tempfile
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -27,6 +29,31 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def train_then_sigterm(real_train, worker_error: bool):
+    """train() that receives SIGTERM after its first batch, as ``kill`` or ``pkill -f`` sends it.
+
+    With ``worker_error`` the signal also "kills a DataLoader worker": the error PyTorch raises
+    then replaces the interruption, which is the race a process-group SIGTERM produces.
+    """
+    import lightning as L
+
+    class SigtermAfterFirstBatch(L.Callback):
+        def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+            if trainer.global_step == 1:
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(1)  # the handler runs at the next bytecode; this is never reached
+                except KeyboardInterrupt:
+                    if not worker_error:
+                        raise
+                    raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated. ") from None
+
+    def train(config, resume=None, callbacks=()):
+        return real_train(config, resume=resume, callbacks=[*callbacks, SigtermAfterFirstBatch()])
+
+    return train
 
 
 def synthetic_photo(seed: int, width: int = 48, height: int = 40) -> Image.Image:

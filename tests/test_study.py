@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from chromalab.study import load_study
 from chromalab.study.callbacks import read_clock
 from chromalab.study.spec import max_time, spread
 from chromalab.training.config import TrainConfig
+from tests.conftest import train_then_sigterm
 
 STUDIES = sorted((Path(__file__).parent.parent / "configs" / "studies").glob("*.yaml"))
 TINY_YAML = """\
@@ -189,6 +191,34 @@ def test_an_interrupted_entry_resumes_from_its_last_checkpoint(finished, photo_d
     clock = read_clock(run)
     assert [step for step, _ in clock] == [0, 1, 2, 3, 4]  # the first part's rows are kept
     assert all(a < b for (_, a), (_, b) in zip(clock, clock[1:]))
+
+
+@pytest.mark.parametrize("worker_error", [False, True], ids=["sigterm", "sigterm-and-dead-worker"])
+def test_sigterm_stops_the_study_and_the_same_command_continues(
+    worker_error: bool, photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chromalab.training import trainer
+
+    path = study_file(tmp_path, photo_dir, entries=[{"name": "l1", "config": "tiny.yaml"},
+                                                    {"name": "second", "config": "tiny.yaml"}])
+    out = tmp_path / "out"
+    before = signal.getsignal(signal.SIGTERM)
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "train", train_then_sigterm(trainer.train, worker_error))
+        assert run_study(path, out) == 130
+    assert signal.getsignal(signal.SIGTERM) == before  # the study's handler is gone again
+    record = json.loads((out / "study.json").read_text())
+    assert record["entries"]["l1"]["status"] == "interrupted"  # not "failed": nothing is broken
+    assert "second" not in record["entries"]  # a stop request starts no more training
+    log = (out / "study.log").read_text()
+    assert "entry 1/2 l1: interrupted" in log and "FAILED" not in log
+
+    assert run_study(path, out) == 0  # the same command continues
+    log = (out / "study.log").read_text().split("study tiny: 2 entries")[-1]
+    # Stopped before its first checkpoint, l1 trains again from the start (resuming from a
+    # checkpoint is the test above); then the entry the stop kept from starting runs.
+    assert "entry 1/2 l1: finished in" in log and "entry 2/2 second: finished in" in log
+    assert global_step(out / "runs" / "l1" / "checkpoints" / "last.ckpt") == 4
 
 
 # --- refusing ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from chromalab.sweep.pruning import ReportToPruner
 from chromalab.sweep.report import write_report
 from chromalab.sweep.spec import apply_params, parse_param, parse_params
 from chromalab.training.config import TrainConfig
+from tests.conftest import train_then_sigterm
 
 LRS = ["0.0001", "0.001", "0.01"]
 TINY_YAML = """\
@@ -211,6 +212,29 @@ def test_interrupted_grid_sweep_resumes_with_only_the_missing_point(
     # A different search on the same folder is refused instead of muddling the study.
     assert sweep(tiny_config(tmp_path), photo_dir, out, "--param", "optim.lr=0.5", "--sampler", "grid") == 2
     assert "was started with --param optim.lr=" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_sweep_instead_of_failing_the_trial(
+    photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A SIGTERM that also killed a DataLoader worker (the error PyTorch raises replaces the
+    interruption) stops the sweep; the trial is queued again, not recorded as a failed point."""
+    from chromalab.training import trainer
+
+    out = tmp_path / "lr-grid"
+    options = ["--param", "optim.lr=0.001,0.01", "--sampler", "grid", "--metric", "val_loss"]
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "train", train_then_sigterm(trainer.train, worker_error=True))
+        assert sweep(tiny_config(tmp_path), photo_dir, out, *options) == 130
+    printed = capsys.readouterr()
+    assert "interrupted" in printed.err and "training failed" not in printed.out
+    study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 1 and study.trials[0].user_attrs.get("interrupted") is True
+    assert "error" not in study.trials[0].user_attrs
+
+    assert sweep(tiny_config(tmp_path), photo_dir, out, *options) == 0  # the same command continues
+    study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
 
 
 # --- pruning --------------------------------------------------------------------------------

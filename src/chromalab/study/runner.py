@@ -3,7 +3,7 @@
 An entry whose run folder holds ``model.safetensors`` is finished and skipped; one with a
 ``last.ckpt`` but no model was interrupted and resumes from it (the budget, the LR schedule
 and the clock continue where they were); one whose training raises is recorded as failed and
-the next entry starts. Ctrl-C stops the study (the entry can resume next time).
+the next entry starts. Ctrl-C or SIGTERM stops the study (the entry can resume next time).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from chromalab.study.callbacks import ImageBudget, TrainingClock, read_clock
 from chromalab.study.record import StudyRecord, clear_partial_run
 from chromalab.study.spec import Entry, Study
 from chromalab.training.config import TrainConfig, flatten
+from chromalab.training.termination import TerminationWatch
 
 FINISHED, FAILED, RUNNING, INTERRUPTED = "finished", "failed", "running", "interrupted"
 MODEL_FILE = "model.safetensors"
@@ -81,6 +82,14 @@ def _error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if not isinstance(error, ChromalabError) else text
 
 
+def _interrupted(record: StudyRecord, entry: Entry, position: str, log: Callable[[str], None]) -> None:
+    # Lightning turns Ctrl-C and SIGTERM into SystemExit after shutting down; the entry resumes
+    # from its last checkpoint when the study runs again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    record.set_entry(entry.name, status=INTERRUPTED)
+    log(f"{position}: interrupted; run the same command again to continue")
+
+
 def train_entries(study: Study, record: StudyRecord, log: Callable[[str], None] = print) -> TrainingOutcome:
     from chromalab.training.trainer import train
 
@@ -116,20 +125,20 @@ def train_entries(study: Study, record: StudyRecord, log: Callable[[str], None] 
         if budget.images is not None:
             callbacks.append(ImageBudget(budget.images, config.data.batch_size))
         started = time.monotonic()
+        termination = TerminationWatch()
         try:
-            with warnings.catch_warnings():
+            with termination, warnings.catch_warnings():
                 # Lightning's advice on snapshotting GANs before their optimizer step: the
                 # snapshots are meant to hold the weights after it.
                 warnings.filterwarnings("ignore", message=".*manual optimization and every_n_train_steps.*")
                 train(config, resume=str(resume) if resume else None, callbacks=callbacks)
         except (KeyboardInterrupt, SystemExit) as stop:
-            # Lightning turns Ctrl-C into SystemExit after shutting down; the entry resumes
-            # from its last checkpoint when the study runs again.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            record.set_entry(entry.name, status=INTERRUPTED)
-            log(f"{position}: interrupted; run the same command again to continue")
+            _interrupted(record, entry, position, log)
             raise KeyboardInterrupt from stop
         except Exception as error:  # noqa: BLE001 — one broken entry must not stop the others
+            if termination.received:  # e.g. a DataLoader worker killed by the same SIGTERM
+                _interrupted(record, entry, position, log)
+                raise KeyboardInterrupt from error
             message = _error_line(error)
             record.set_entry(entry.name, status=FAILED, error=message)
             log(f"{position}: FAILED: {message}")

@@ -31,6 +31,7 @@ from chromalab.sweep.scoring import (
 )
 from chromalab.sweep.spec import ParamSpec, apply_params, grid_search_space, grid_size
 from chromalab.training.config import TrainConfig
+from chromalab.training.termination import TerminationWatch
 
 SAMPLERS = ("grid", "random", "tpe")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -353,14 +354,18 @@ class TrialObjective:
     def _train(self, trial: optuna.Trial, config: TrainConfig, callbacks: list) -> None:
         from chromalab.training.trainer import train
 
+        termination = TerminationWatch()
         try:
-            train(config, callbacks=callbacks)
+            with termination:
+                train(config, callbacks=callbacks)
         except optuna.TrialPruned as pruned:
             self.log(f"trial #{trial.number} pruned: {pruned}")
             raise
         except ChromalabError:
             raise  # the user's set-up: every trial would fail the same way
         except Exception as error:  # noqa: BLE001 — e.g. a size the model cannot take
+            if termination.received:  # e.g. a DataLoader worker killed by the same SIGTERM
+                raise KeyboardInterrupt from error
             self._fail(trial, "training", error)
 
     def _fail(self, trial: optuna.Trial, stage: str, error: BaseException) -> NoReturn:

@@ -1,0 +1,50 @@
+"""SIGTERM stops a run of many trainings (a study, a sweep) the way Ctrl-C does.
+
+``kill PID`` alone already works inside ``Trainer.fit``: Lightning notes the signal and raises
+``SIGTERMException`` (a ``SystemExit``) at the next batch. But ``kill -- -PGID``, ``pkill -f``,
+a container or a scheduler stopping the job signal the DataLoader workers too, and a worker
+that dies first makes ``fit`` raise ``RuntimeError: DataLoader worker ... killed``. Without a
+record of the signal that error reads as a broken entry, and the study marks it failed and
+starts the next one: a stop request that starts more training.
+
+``TerminationWatch`` installs a SIGTERM handler that remembers the signal and raises
+``KeyboardInterrupt`` (so a signal outside ``fit``, e.g. while indexing photos, also stops);
+Lightning composes its own handler with one already installed, so ours still runs during
+``fit``. Callers ask ``watch.received`` before treating an error as a failure.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+
+class TerminationWatch:
+    """Context manager: SIGTERM while inside raises KeyboardInterrupt and sets ``received``."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> TerminationWatch:
+        # signal.signal works only in the main thread; elsewhere (a web worker, a test runner's
+        # thread) the process's own SIGTERM behaviour is left as it is.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        first = not self.received
+        self.received = True
+        if first:  # once: a second signal during the shutdown must not interrupt the clean-up
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False

@@ -1,0 +1,58 @@
+"""TerminationWatch: SIGTERM inside the block raises KeyboardInterrupt once and is remembered."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from chromalab.training.termination import TerminationWatch
+
+
+def test_sigterm_inside_raises_keyboard_interrupt_and_is_remembered() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    watch = TerminationWatch()
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), watch:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # not reached: the handler raises at the next bytecode
+    assert watch.received
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_second_sigterm_during_the_shutdown_does_not_interrupt_it() -> None:
+    watch = TerminationWatch()
+    cleaned_up = False
+    with pytest.raises(KeyboardInterrupt), watch:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # e.g. a second `kill` while Lightning shuts down
+            time.sleep(0.01)
+            cleaned_up = True
+    assert cleaned_up and watch.received
+
+
+def test_without_a_signal_nothing_changes() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with TerminationWatch() as watch:
+        assert signal.getsignal(signal.SIGTERM) != before
+    assert not watch.received and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_outside_the_main_thread_it_installs_nothing() -> None:
+    seen: list[object] = []
+
+    def body() -> None:
+        with TerminationWatch() as watch:
+            seen.append(signal.getsignal(signal.SIGTERM))
+        seen.append(watch.received)
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen == [before, False]
