@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,11 @@ def test_resume_continues_from_last_checkpoint(photo_dir: Path, tmp_path: Path) 
     train(config)
     first = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=False)
     config.trainer.epochs = 2
-    train(config, resume="last")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config, resume="last")
+    # No warning that the run's logs "will be deleted": they are set aside and merged.
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
     second = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=False)
     assert first["epoch"] == 0 and second["epoch"] == 1
     assert second["global_step"] == 2 * first["global_step"]

@@ -277,6 +277,12 @@ def train(
         # Lightning's hints about worker counts and logging intervals are noise for tiny runs.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        if ckpt_path:
+            # A resumed run's folders are its own and not empty: Lightning's warnings that it will
+            # delete metrics.csv (set aside above, merged below) and write beside the earlier
+            # checkpoints say nothing the user must act on.
+            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         trainer.fit(objective, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         merge_metric_logs(run_dir)
