@@ -93,6 +93,32 @@ def test_a_model_returning_gray_reproduces_the_gray_baseline_exactly(photo_dir: 
     assert model.per_image == gray.per_image
 
 
+class CallLog(GrayBaseline):
+    """Gray outputs, and a shared list of which model ran when (to check the timing order)."""
+
+    def __init__(self, label: str, calls: list[str]) -> None:
+        super().__init__()
+        self.label, self.calls = label, calls
+
+    def colorize_images(self, images: Sequence[Image.Image], size: int | None = None, **kwargs: Any) -> list[Image.Image]:
+        self.calls.append(self.label)
+        return super().colorize_images(images, size, **kwargs)
+
+
+def test_models_take_turns_at_running_first_in_each_batch(photo_dir: Path) -> None:
+    # The first model after the previous batch's Inception pass runs on cold caches; rotating
+    # the order keeps that cost from landing on one model's images_per_s.
+    calls: list[str] = []
+    models = {label: CallLog(label, calls) for label in ("a", "b", "c")}
+    results = evaluate_models(models, photo_dir, size=SIZE, metrics=["psnr"], batch_size=2, progress=False)
+    batches = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert len(batches) == 6  # 12 photos, 2 per batch
+    assert [batch[0] for batch in batches] == ["a", "b", "c", "a", "b", "c"]
+    assert all(sorted(batch) == ["a", "b", "c"] for batch in batches)
+    assert [r.name for r in results] == ["a", "b", "c"]  # the report keeps the given order
+    assert all(len(r.per_image) == 12 for r in results)
+
+
 def test_gray_input_has_the_photos_lightness_and_no_color() -> None:
     truth = to_tensor(synthetic_photo(3))[None]
     gray = gray_version(truth)
