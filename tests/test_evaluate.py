@@ -233,3 +233,29 @@ def test_training_curves_are_read_from_lightning_csv_logs(tiny_model: Path, tmp_
     curves = read_training_curves(run)
     assert curves["train"] == ([49.0, 99.0], [0.31, 0.21])  # train/total, not train/pixel
     assert curves["val"] == ([60.0, 120.0], [0.28, 0.22])
+
+
+def test_sheet_labels_too_wide_for_a_column_break_in_two_lines_at_a_dash() -> None:
+    from PIL import Image, ImageDraw
+
+    from chromalab.evaluation.report import _font, _label_lines, sheet_header
+
+    font = _font(14)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = 64  # a study's 64 px column
+    assert _label_lines(draw, "unet", width, font) == ["unet"]
+    assert _label_lines(draw, "pixel-ycbcr", width, font) == ["pixel-", "ycbcr"]
+    assert _label_lines(draw, "multiscale-ycbcr", width, font) == ["multisca…", "ycbcr"]  # at 14 px
+    unbroken = _label_lines(draw, "averyveryverylongname", width, font)
+    assert len(unbroken) == 1 and unbroken[0].endswith("…") and draw.textlength(unbroken[0], font=font) <= width
+    for label in ("patch-ycbcr", "multiscale-lab", "pix2pix_with_a_long_tail", "a-b"):
+        lines = _label_lines(draw, label, width, font)
+        assert all(draw.textlength(line, font=font) <= width for line in lines)
+        assert len(lines) <= 2 and label.startswith(lines[0].rstrip("…"))
+        assert len(lines) == 1 or lines[1].rstrip("…") in label[len(lines[0].rstrip("…")):]
+
+    one_line = sheet_header(["gray input", "unet", "truth"], 96)
+    two_lines = sheet_header(["gray input", "multiscale-ycbcr", "truth"], 64)
+    assert one_line.size == (3 * (96 + 4) + 4, 24) and two_lines.height == 40
+    # The header takes smaller type (13 px here) rather than cut "multiscale-" short.
+    assert _label_lines(draw, "multiscale-ycbcr", width, _font(13)) == ["multiscale-", "ycbcr"]

@@ -382,3 +382,49 @@ def test_the_shared_image_writer_never_replaces_unasked(tmp_path: Path) -> None:
     assert unchanged(planted)
     save_image_atomic(Image.fromarray(np.full((8, 8, 3), 7, np.uint8)), path, overwrite=True)
     assert np.asarray(Image.open(path)).max() == 7 and sorted(tmp_path.iterdir()) == [path]
+
+
+def demo_files(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_a_second_demo_gets_its_own_folder_and_a_users_files_stay(tiny_model: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo-output"
+    code, stdout, _ = run(["demo", "--model", str(tiny_model), "--out", str(out)], capsys)
+    first = demo_files(out)
+    assert code == 0 and out / "sheet.png" in first and out / "astronaut-colorized.png" in first
+    assert str(out.resolve()) in stdout
+
+    # Run again: the first demo's results stay as they were; the second goes to demo-output-2.
+    code, stdout, _ = run(["demo", "--model", str(tiny_model), "--out", str(out)], capsys)
+    assert code == 0 and demo_files(out) == first
+    second = tmp_path / "demo-output-2"
+    assert sorted(p.name for p in second.iterdir()) == sorted(p.name for p in first)
+    assert str(second.resolve()) in stdout
+
+    # A folder holding a user's own file (named like a demo output) is not written into either.
+    users = tmp_path / "mine"
+    planted = {users / "astronaut-colorized.png": plant(users / "astronaut-colorized.png")}
+    code, _, _ = run(["demo", "--model", str(tiny_model), "--out", str(users)], capsys)
+    assert code == 0 and unchanged(planted) and sorted(users.iterdir()) == list(planted)
+    assert (tmp_path / "mine-2" / "astronaut-colorized.png").is_file()
+
+
+def test_demo_overwrite_replaces_its_results_in_place_and_keeps_other_files(tiny_model: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo-output"
+    taken = out / "astronaut-colorized.png"
+    other = out / "notes.txt"
+    plant(taken)
+    kept = {other: plant(other)}
+    code, _, _ = run(["demo", "--model", str(tiny_model), "--out", str(out), "--overwrite"], capsys)
+    assert code == 0 and unchanged(kept) and not (tmp_path / "demo-output-2").exists()
+    assert Image.open(taken).size == Image.open(out / "astronaut-gray.png").size  # now an image
+
+    # --overwrite replaces files, never a folder where a result should go: one line, nothing written.
+    (tmp_path / "d" / "sheet.png").mkdir(parents=True)
+    code, _, err = run(["demo", "--model", str(tiny_model), "--out", str(tmp_path / "d"), "--overwrite"], capsys)
+    lines = error_lines(err)
+    assert code == 2 and len(lines) == 1 and "sheet.png is a folder" in lines[0] and "Traceback" not in err, err
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["sheet.png"]

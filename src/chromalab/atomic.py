@@ -87,6 +87,20 @@ def write_text_atomic(path: Path, text: str, replace: bool = True) -> Path:
     return Path(path)
 
 
+def first_free_folder(base: Path) -> Path:
+    """``base`` if it is new or an empty folder, else the first new or empty ``base-2``, ``base-3``, ...
+
+    How a run gets a folder of its own: an earlier run's outputs are never replaced, and a file
+    the user keeps under that name is never written into.
+    """
+    base = Path(base)
+    candidate, number = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
+
+
 def check_outputs_free(out_dir: Path, names: Sequence[str], overwrite: bool) -> None:
     """Fail before any work is done if an output would replace an existing file (or folder).
 

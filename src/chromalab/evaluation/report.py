@@ -148,6 +148,53 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def _label_lines(draw: ImageDraw.ImageDraw, label: str, width: int,
+                 font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> list[str]:
+    """``label`` in one line if it fits ``width``, else in two, broken after a '-', '_' or ' '.
+
+    Study entries are often named ``<part>-<part>`` (``multiscale-ycbcr``): cut to one line,
+    twenty of them would read ``multisca…`` four times. A part still too wide ends in '…'.
+    """
+    def fits(text: str) -> bool:
+        return draw.textlength(text, font=font) <= width
+
+    def shorten(text: str) -> str:
+        while len(text) > 1 and not fits(text + "…"):
+            text = text[:-1]
+        return text + "…"
+
+    if fits(label):
+        return [label]
+    breaks = [i + 1 for i, char in enumerate(label[:-1]) if char in "-_ "]
+    fitting = [i for i in breaks if fits(label[:i].rstrip())]
+    cut = fitting[-1] if fitting else (breaks[0] if breaks else 0)
+    if not cut:
+        return [shorten(label)]
+    first, second = label[:cut].rstrip(), label[cut:]
+    return [line if fits(line) else shorten(line) for line in (first, second)]
+
+
+def sheet_header(labels: Sequence[str], cell_w: int, gap: int = 4) -> Image.Image:
+    """The white strip of column labels above a sample sheet's columns of width ``cell_w``."""
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # The largest type at which every label fits whole (in one or two lines); 11 px at least.
+    for size in (14, 13, 12, 11):
+        font = _font(size)
+        lines = [_label_lines(probe, label, cell_w, font) for label in labels]
+        if not any(line.endswith("…") for entry in lines for line in entry):
+            break
+    line_h = 16
+    height = 8 + line_h * max(len(entry) for entry in lines)
+    header = Image.new("RGB", (len(labels) * (cell_w + gap) + gap, height), (255, 255, 255))
+    draw = ImageDraw.Draw(header)
+    for column, entry in enumerate(lines):
+        x = gap + column * (cell_w + gap) + cell_w / 2
+        top = (height - line_h * len(entry)) / 2
+        for number, line in enumerate(entry):
+            draw.text((x, top + line_h * (number + 0.5)), line, fill=(0, 0, 0), font=font, anchor="mm")
+    return header
+
+
 def sample_sheet(results: Sequence["EvaluationResult"], gap: int = 4) -> Image.Image:
     """Rows of sample photos: gray input | each model's output | ground truth."""
     reference = results[0].samples
@@ -160,16 +207,10 @@ def sample_sheet(results: Sequence["EvaluationResult"], gap: int = 4) -> Image.I
         raise ChromalabError("no sample photos to draw")
     cell_w = max(image.width for row in rows for image in row)
     heights = [max(image.height for image in row) for row in rows]
-    font = _font(14)
-    header = 24
-    sheet = Image.new("RGB", (len(labels) * (cell_w + gap) + gap, header + sum(heights) + gap * len(rows) + gap),
-                      (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for column, label in enumerate(labels):
-        x = gap + column * (cell_w + gap)
-        text = label if draw.textlength(label, font=font) <= cell_w else label[: max(4, cell_w // 8)] + "…"
-        draw.text((x + cell_w / 2, header / 2), text, fill=(0, 0, 0), font=font, anchor="mm")
-    y = header
+    header = sheet_header(labels, cell_w, gap)
+    sheet = Image.new("RGB", (header.width, header.height + sum(heights) + gap * len(rows) + gap), (255, 255, 255))
+    sheet.paste(header, (0, 0))
+    y = header.height
     for row, height in zip(rows, heights):
         for column, image in enumerate(row):
             x = gap + column * (cell_w + gap)

@@ -17,7 +17,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from chromalab.atomic import write_text_atomic
+from chromalab.atomic import first_free_folder, write_text_atomic
 from chromalab.data.datamodule import PhotoDataModule
 from chromalab.data.shards import ShardDataModule, is_shard_source
 from chromalab.errors import ChromalabError
@@ -134,11 +134,7 @@ def new_run_dir(config: TrainConfig) -> Path:
     if chosen and os.environ.get("LOCAL_RANK", "0") != "0":
         return Path(chosen)  # a DDP process: rank 0 already chose (and created) the folder
     base = Path(config.out) if config.out else Path("runs") / f"{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    candidate, number = base, 1
-    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
-        number += 1
-        candidate = base.with_name(f"{base.name}-{number}")
-    return candidate
+    return first_free_folder(base)
 
 
 def set_aside_metric_log(run_dir: Path) -> None:
