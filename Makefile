@@ -29,4 +29,4 @@ benchmark: $(BIN)/.installed
 	$(BIN)/python benchmarks/foundation.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output demo-output-[0-9]* .pytest_cache
