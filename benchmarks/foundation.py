@@ -11,7 +11,6 @@ figure is that job's own peak).
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,12 +18,9 @@ import time
 from pathlib import Path
 
 import torch
+from pipeline import peak_resident_mb
 
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev" / "kodak24"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def training_speed(model: str, size: int = 128, batch: int = 16, steps: int = 5, precision: str = "fp32") -> float:
@@ -97,28 +93,29 @@ def end_to_end(model: str, backend: str) -> tuple[float, float]:
 
 
 HUGE_PHOTO_JOB = """
-import resource, sys, tempfile, numpy as np
+import sys
+sys.path.insert(0, sys.argv[3])
 from pathlib import Path
-from PIL import Image
+from pipeline import peak_resident_mb
 from chromalab.inference.colorizer import Colorizer
 from chromalab.data.images import open_rgb, save_image_atomic
-folder = Path(tempfile.mkdtemp())
-y, x = np.mgrid[0:4000, 0:6000]
-gray = ((x // 7 + y // 11) % 256).astype(np.uint8)
-Image.fromarray(gray).save(folder / "huge.png")
-del gray, x, y
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = peak_resident_mb()
 colorizer = Colorizer.load(sys.argv[1], backend=sys.argv[2])
-result = colorizer.colorize(open_rgb(folder / "huge.png"), size=256)
-save_image_atomic(result, folder / "out.jpg")
-print(result.size, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+photo = Path(sys.argv[4])
+result = colorizer.colorize(open_rgb(photo, keep_gray=True), size=256)
+save_image_atomic(result, photo.with_name("out.jpg"))
+print(result.size, before, peak_resident_mb())
 """
 
 
 def huge_photo_memory(model: str, backend: str) -> str:
-    output = subprocess.run([sys.executable, "-c", HUGE_PHOTO_JOB, model, backend],
-                            capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-    return output
+    """The 24-MP job's own peak (VmHWM of a child that only loads the model and colorizes)."""
+    from pipeline import huge_gray_photo
+
+    with tempfile.TemporaryDirectory() as folder:
+        photo = huge_gray_photo(Path(folder))
+        command = [sys.executable, "-c", HUGE_PHOTO_JOB, model, backend, str(Path(__file__).parent), str(photo)]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -152,7 +149,7 @@ def main() -> None:
         seconds, megapixels = end_to_end(args.model, backend)
         print(f"end to end {args.model:>8} 768x512: {seconds:6.3f} s/photo, {megapixels:5.2f} MP/s "
               f"(load + infer at 256 + save JPEG, {backend})")
-    print(f"peak memory of this process: {peak_rss_mb():.0f} MB")
+    print(f"peak memory of this process: {peak_resident_mb():.0f} MB")
     if not args.skip_huge:
         size, before, after = huge_photo_memory(args.model, args.backend).rsplit(" ", 2)
         print(f"24-megapixel photo {size}: peak memory {float(after):.0f} MB "

@@ -2,7 +2,7 @@
 
     python benchmarks/pipeline.py [--model default] [--backend onnx] [--threads 2] [--repeats 5]
 
-Colorizes a gray 768x512 Kodak photo and a 24-megapixel gray photo end to end, as
+Colorizes a gray 768x512 Kodak photo and a 24-megapixel gray JPEG end to end, as
 `chromalab colorize` does, and prints the median seconds of each stage and their shares, for
 the fast full-resolution pipeline (chromalab.inference.fullres) and for the kornia reference
 it replaced (its L* and Lab -> sRGB at full size, as before). The 24-MP job's peak memory is
@@ -83,24 +83,38 @@ def time_photo(colorizer, path: Path, pipeline: str, repeats: int) -> dict[str, 
 
 
 def huge_gray_photo(folder: Path) -> Path:
-    y, x = np.mgrid[0:4000, 0:6000]
-    path = folder / "huge.png"
-    Image.fromarray(((x // 7 + y // 11) % 256).astype(np.uint8)).save(path)
+    """A 6000x4000 one-channel JPEG (a scan's size and format) of the Kodak photo, with grain
+    so that decoding and encoding cost what a real scan's do."""
+    gray = Image.open(KODAK).convert("L").resize((6000, 4000), Image.Resampling.BICUBIC)
+    grain = np.random.default_rng(0).normal(0.0, 4.0, (4000, 6000)).astype(np.float32)
+    pixels = np.clip(np.asarray(gray, dtype=np.float32) + grain, 0, 255).astype(np.uint8)
+    path = folder / "huge.jpg"
+    Image.fromarray(pixels).save(path, quality=90)
     return path
 
 
+def peak_resident_mb() -> float:
+    """This process's own peak resident memory (VmHWM: unlike getrusage's ru_maxrss, it is
+    not inherited from the parent that started the process)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 CHILD = """
-import resource, sys
+import sys
 from pathlib import Path
 sys.path.insert(0, {bench!r})
-import torch
+import cv2, torch
 torch.set_num_threads({threads})
-from pipeline import time_photo
+cv2.setNumThreads({threads})
+from pipeline import peak_resident_mb, time_photo
 from chromalab.inference.colorizer import Colorizer
 colorizer = Colorizer.load({model!r}, backend={backend!r})
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = peak_resident_mb()
 stages = time_photo(colorizer, Path({path!r}), {pipeline!r}, repeats={repeats})
-print(repr((stages, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+print(repr((stages, before, peak_resident_mb())))
 """
 
 

@@ -35,7 +35,7 @@ from chromalab.evaluation.report import markdown_table
 from chromalab.inference.colorizer import Colorizer
 from chromalab.inference.onnx_backend import cached_onnx_path, export_onnx
 from chromalab.inference.precision import CALIBRATION_PHOTOS, int8_onnx_path, quantize_int8
-from chromalab.precision import cpu_has_bf16
+from chromalab.precision import cpu_description, cpu_has_bf16
 
 FID_TOLERANCE = 0.5
 CIEDE_TOLERANCE = 0.2
@@ -86,7 +86,9 @@ def main() -> int:
         }
         if cpu_has_bf16():
             colorizers["bf16"] = Colorizer.load(args.model, backend="torch", precision="bf16")
-        print(f"# {args.model} on {args.data}; bf16 units: {cpu_has_bf16()}; {args.threads} threads\n")
+        header = (f"# {args.model} on {args.data}; bf16 units: {cpu_has_bf16()}; {args.threads} threads; "
+                  f"CPU: {cpu_description()}\n")
+        print(header)
         results = evaluate_models(colorizers, args.data, limit=args.limit, progress=sys.stderr.isatty(),
                                   metrics=["fid", "ciede2000", "colorfulness", "delta_l"])
         table = markdown_table(results)
@@ -122,7 +124,7 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         if args.out.exists():
             raise SystemExit(f"{args.out}: exists; choose another --out")
-        args.out.write_text(table + "\n\n" + speed_table + "\n" + verdict + "\n")
+        args.out.write_text(header + "\n" + table + "\n\n" + speed_table + "\n" + verdict + "\n")
     return 0
 
 

@@ -15,6 +15,7 @@ from skimage import color as skcolor
 from chromalab import colorize, load_model
 from chromalab.cli import main
 from chromalab.inference.fullres import full_resolution_lightness, merge_full_resolution
+from chromalab.inference.colorize import colorize_files
 from tests.conftest import synthetic_photo
 
 
@@ -176,3 +177,55 @@ def test_a_models_own_saturation_scales_its_chroma(tiny_model: Path, tmp_path: P
     code, _, err = run_cli(["export", "--model", str(tiny_model), "--saturation", "0", "--out",
                             str(tmp_path / "x.safetensors"), "--format", "safetensors"], capsys)
     assert code == 2 and "--saturation 0.0: must be positive" in err and not (tmp_path / "x.safetensors").exists()
+
+
+def test_colorizing_does_not_import_the_training_stack() -> None:
+    """Lightning costs ~3 s of start-up, most of a folder's time for small photos; the
+    colorize command and the Python API must not pull it in (chromalab.data is lazy)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, chromalab, chromalab.cli, chromalab.inference.colorize, chromalab.data.folder\n"
+            "chromalab.cli.build_parser()\n"
+            "from chromalab.data import list_images, open_rgb\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    # The lazy names still resolve (and only then bring in what they need).
+    from chromalab.data import PhotoDataModule, index_folder
+
+    assert PhotoDataModule.__name__ == "PhotoDataModule" and callable(index_folder)
+    with pytest.raises(AttributeError):
+        from chromalab import data
+
+        data.no_such_name  # noqa: B018
+
+
+def test_batches_end_at_their_pixel_budget_and_every_photo_is_written(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """32 thumbnails make one batch, but a batch of big scans ends at BATCH_PIXELS (memory);
+    the pipelined loop still writes every good photo once and names the bad one."""
+    from chromalab.inference import colorize as colorize_module
+    from chromalab.inference.colorizer import Colorizer
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for index in range(7):
+        synthetic_photo(index, 40, 30).save(source / f"p{index}.png")  # 1,200 pixels each
+    (source / "p3.png").write_bytes(b"not a png")
+    monkeypatch.setattr(colorize_module, "BATCH_PIXELS", 2_500)
+    colorizer = Colorizer.load(tiny_model)
+    batch_sizes: list[int] = []
+    predict = colorizer.predict_photos
+    monkeypatch.setattr(colorizer, "predict_photos",
+                        lambda images, **kw: (batch_sizes.append(len(images)), predict(images, **kw))[1])
+    progress: list[int] = []
+    report = colorize_files(colorizer, [source], tmp_path / "out", batch_size=32, on_progress=progress.append)
+    # Batches end at the third decoded photo's pixels (3,600 >= 2,500): p0-p2, then p3-p6,
+    # where p3 fails to decode (no pixels), so the network sees 3 and 3 photos.
+    assert batch_sizes == [3, 3]
+    assert sorted(p.name for p in report.written) == [f"p{i}.png" for i in (0, 1, 2, 4, 5, 6)]
+    assert list(report.failed) == [source / "p3.png"] and sum(progress) == 7
+    for index in (0, 1, 2, 4, 5, 6):
+        assert Image.open(tmp_path / "out" / f"p{index}.png").size == (40, 30)

@@ -66,3 +66,32 @@ def test_model_input_matches_the_reference_for_gray_and_color() -> None:
         rgb = uint8_to_float(torch.from_numpy(np.array(small)).permute(2, 0, 1)[None])
         expected = normalize_l(rgb_to_lab(rgb)[:, :1])
         torch.testing.assert_close(fullres.model_input(image, 32), expected, atol=1e-4, rtol=0)
+
+
+def test_dark_strong_yellows_are_clipped_as_kornia_clips_them() -> None:
+    """Below L* 20 a b* over 200 f(Y) sends f(Z) negative: kornia clamps it at 0, OpenCV's
+    conversion does not, so the fast path clamps b* first. Without that these bytes differ
+    by up to ~20 levels."""
+    levels = torch.tensor([0.0, 0.5, 2.0, 5.0, 8.0, 12.0, 20.0])
+    b_values = torch.linspace(0.0, 1.0, 11)  # normalized: up to +110 b*
+    lightness = levels.repeat_interleave(11).reshape(1, 1, 7, 11)
+    ab_small = torch.stack([torch.full((7, 11), 0.3), b_values.repeat(7, 1)])[None]
+    fast = fullres.merge_full_resolution(lightness, ab_small)
+    slow = reference_merge(lightness, ab_small)
+    assert np.abs(fast.astype(int) - slow).max() <= 1
+
+
+def test_strips_converted_in_parallel_equal_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fullres, "STRIP_PIXELS", 500)  # 60 strips of a 300x100 photo
+    lightness = fullres.full_resolution_lightness(synthetic_photo(9, 300, 100).convert("L"))
+    ab_small = torch.rand(1, 2, 12, 12, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = fullres.merge_full_resolution(lightness, ab_small)
+        torch.set_num_threads(3)
+        parallel = fullres.merge_full_resolution(lightness, ab_small)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(parallel, serial)
+    np.testing.assert_array_equal(serial, fullres.merge_full_resolution(lightness.numpy(), ab_small))

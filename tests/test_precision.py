@@ -28,6 +28,15 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     assert precision.cpu_flags(tmp_path / "missing") == set()
 
 
+def test_cpu_description_names_the_model_and_its_vector_units(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n")
+    assert precision.cpu_description(info) == "Some Xeon (avx2, avx512f, avx512_bf16, amx_bf16)"
+    info.write_text("processor\t: 0\nmodel name\t: Old\nflags\t\t: fpu sse2\n")
+    assert precision.cpu_description(info) == "Old (none of AVX2/AVX-512/AMX)"
+    assert precision.cpu_description(tmp_path / "missing") == "unknown CPU"
+
+
 def test_auto_is_bf16_only_on_bf16_hardware(bf16_cpu: None, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_precision("auto", "cpu") == "bf16-mixed"
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)

@@ -37,6 +37,19 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's model name and the vector units that decide bf16/int8 speed, for reports."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("model name")),
+                "unknown CPU")
+    flags = cpu_flags(cpuinfo)
+    units = [unit for unit in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if unit in flags]
+    return f"{name} ({', '.join(units) or 'none of AVX2/AVX-512/AMX'})"
+
+
 @functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AMX or AVX-512 BF16)."""

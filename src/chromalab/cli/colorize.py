@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None, help="shipped model name, model file or run folder (default: the shipped model)")
     parser.add_argument("--out", default="colorized", help="output folder (default: ./colorized)")
     parser.add_argument("--size", type=int, default=None, help="resolution the network runs at (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=8, help="photos per forward pass")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="photos per forward pass (default: 32 photos, fewer once they hold 30 "
+                        "megapixels; 8 video frames or sampled photos)")
     parser.add_argument("--format", default=None, choices=["png", "jpg", "jpeg", "tiff", "bmp", "webp"],
                         help="output format (default: same as the input)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                   transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("colorize", total=len(jobs))
         report = colorize_files(
-            colorizer, args.inputs, args.out, size=args.size, batch_size=args.batch_size,
+            colorizer, args.inputs, args.out, size=args.size, batch_size=args.batch_size or 32,
             overwrite=args.overwrite, image_format=args.format, ab_transform=ab_transform,
             on_progress=lambda n: progress.advance(task, n),
             on_error=lambda message: (errors.append(message), print(f"error: {message}", file=sys.stderr)),
@@ -119,7 +121,7 @@ def _run_videos(args: argparse.Namespace, colorizer: "Colorizer", videos: list[s
                 task = progress.add_task("frames", total=info.frames or None)
                 report = colorize_video(
                     colorizer, source, output_video_path(source, out), size=args.size,
-                    batch_size=args.batch_size, ab_transform=ab_transform,
+                    batch_size=args.batch_size or 8, ab_transform=ab_transform,
                     temporal=args.temporal, overwrite=args.overwrite,
                     on_progress=lambda n: progress.advance(task, n),
                 )
@@ -143,7 +145,7 @@ def _run_samples(args: argparse.Namespace, colorizer: "Colorizer", ab_transform:
         task = progress.add_task("samples", total=len(jobs))
         report = colorize_samples(
             colorizer, args.inputs, args.out, args.samples, size=args.size,
-            batch_size=args.batch_size, overwrite=args.overwrite, image_format=args.format,
+            batch_size=args.batch_size or 8, overwrite=args.overwrite, image_format=args.format,
             ab_transform=ab_transform,
             on_progress=lambda n: progress.advance(task, n),
             on_error=lambda message: print(f"error: {message}", file=sys.stderr),

@@ -157,16 +157,29 @@ class Colorizer:
         **options: Any,
     ) -> list[Image.Image]:
         """Colorize photos (any sizes, gray or color) in one forward pass; same sizes out."""
+        ab_small = self.predict_photos(images, size=size, ab_transform=ab_transform, **options)
+        return [self.merge(image, ab) for image, ab in zip(images, ab_small)]
+
+    @torch.inference_mode()
+    def predict_photos(
+        self,
+        images: Sequence[Image.Image],
+        size: int | None = None,
+        ab_transform: AbTransform | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        """The small half of colorizing: each photo's a*b* (B, 2, size, size), normalized, with
+        the user's controls and the model's smoothing applied; ``merge`` makes the photos."""
         if not images:
-            return []
+            return torch.empty(0, 2, 0, 0)
         size = size or self.spec.size
         l_small = torch.cat([model_input(image, size) for image in images])
-        ab_small = self.finish_ab(images, l_small, self.predict_ab(l_small, **options), ab_transform)
-        results = []
-        for image, ab in zip(images, ab_small):
-            lightness = full_resolution_lightness(image)
-            results.append(Image.fromarray(merge_full_resolution(lightness, ab.unsqueeze(0))))
-        return results
+        return self.finish_ab(images, l_small, self.predict_ab(l_small, **options), ab_transform)
+
+    @staticmethod
+    def merge(image: Image.Image, ab_small: torch.Tensor) -> Image.Image:
+        """The full-resolution half: the photo's own L* with ``ab_small`` (2, h, w) upsampled."""
+        return Image.fromarray(merge_full_resolution(full_resolution_lightness(image), ab_small.unsqueeze(0)))
 
     def finish_ab(
         self,

@@ -80,6 +80,10 @@ class OnnxBackend:
         if threads:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle worker threads sleep instead of spinning: colorizing a folder decodes, merges and
+        # writes photos on other threads meanwhile, and spinning took their cores (folder
+        # photos/s +3-5% on 2 cores; the network alone within 5% either way).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
