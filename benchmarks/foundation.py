@@ -1,8 +1,9 @@
 """Speed and memory of the foundation: training and inference throughput, end-to-end photos.
 
-    python benchmarks/foundation.py [--model default] [--train-model unet] [--backend torch]
+    python benchmarks/foundation.py [--model default] [--train-models effunet unet effclassify] [--backend torch]
 
-Prints training images/s at 128 px, inference images/s at 256 px (batched), megapixels/s and
+Prints training images/s at 128 px per precision (with the achieved GFLOP/s beside the same-dtype
+GEMM peak), inference images/s at 256 px (batched), megapixels/s and
 seconds per photo end to end (load, infer at 256, save) on the 768x512 Kodak photos, the peak
 resident memory, and the memory of colorizing a 24-megapixel photo (in a child process, so the
 figure is that job's own peak).
@@ -23,32 +24,22 @@ from pipeline import peak_resident_mb
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev" / "kodak24"
 
 
-def training_speed(model: str, size: int = 128, batch: int = 16, steps: int = 5, precision: str = "fp32") -> float:
-    """Images/s of one training step (L1), as Lightning runs it in ``32-true`` or ``bf16-mixed``:
-    bf16 autocast around the network, channels-last model and batches, loss in fp32."""
-    from contextlib import nullcontext
+def training_speed(model: str, size: int = 128, batch: int = 16, steps: int = 5, precision: str = "fp32") -> tuple[float, float]:
+    """Images/s and achieved GFLOP/s of Lightning's training step at ``size`` px, in ``32-true``
+    or ``bf16-mixed`` (bf16 autocast around the network, channels-last, losses in fp32).
 
-    from chromalab.training.config import TrainConfig
-    from chromalab.training.trainer import build_objective
+    FLOPs: 3x the network's forward pass (backward ~2x forward, the usual convention), counted by
+    torch's FlopCounterMode (a multiply-add is 2). Its count of ``convolution_backward`` is not
+    used: it ignores the groups of depthwise convolutions (effunet: 10.8 GFLOPs against a 0.5
+    GFLOP forward), which would put the achieved figure above the GEMM peak."""
+    from zoo import build_objective, count_flops, training_speed as lightning_speed
 
-    objective = build_objective(TrainConfig.from_dict({"model": {"name": model}, "data": {"size": size}}))
-    objective.train()
-    bf16 = precision == "bf16"
-    if bf16:
-        objective.net.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(objective.net.parameters(), lr=1e-4)
-    images = torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8)
-    for step in range(steps + 2):
-        if step == 2:
-            start = time.perf_counter()
-        l_norm, target, _ = objective.prepare_batch(images)
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
-            prediction = objective.net(l_norm)
-        loss = objective.criterion(prediction, target, l_norm)["total"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return batch * steps / (time.perf_counter() - start)
+    torch.manual_seed(0)
+    objective = build_objective(model, size, batch)
+    flops = 3 * batch * count_flops(lambda: objective.net(torch.zeros(1, 1, size, size)))
+    lightning = {"fp32": "32-true", "bf16": "bf16-mixed"}[precision]
+    speed = lightning_speed(objective, size, batch, warmup=2, steps=steps, precision=lightning)
+    return speed, flops * speed / batch
 
 
 def gemm_peak(dtype: torch.dtype, n: int = 2048) -> float:
@@ -121,7 +112,8 @@ def huge_photo_memory(model: str, backend: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="default", help="model for the inference figures")
-    parser.add_argument("--train-model", default="unet", help="registry name for the training figure")
+    parser.add_argument("--train-models", nargs="+", default=["effunet", "unet", "effclassify"],
+                        help="registry names for the training figures")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     parser.add_argument("--skip-huge", action="store_true", help="skip the 24-megapixel memory test")
     args = parser.parse_args()
@@ -133,11 +125,19 @@ def main() -> None:
     from chromalab.precision import cpu_has_bf16
 
     precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]  # emulated bf16 is not worth timing
-    print(f"bf16 units: {cpu_has_bf16()}; GEMM 2048^2 peak: fp32 {gemm_peak(torch.float32):.0f} GFLOP/s"
-          + (f", bf16 {gemm_peak(torch.bfloat16):.0f} GFLOP/s" if cpu_has_bf16() else ""))
-    for precision in precisions:
-        speed = training_speed(args.train_model, precision=precision)
-        print(f"training   {args.train_model:>8} @128: {speed:6.1f} images/s (batch 16, {precision})")
+    peaks = {"fp32": gemm_peak(torch.float32)}
+    if cpu_has_bf16():
+        peaks["bf16"] = gemm_peak(torch.bfloat16)
+    print(f"bf16 units: {cpu_has_bf16()}; GEMM 2048^2 peak: "
+          + ", ".join(f"{precision} {peak:.0f} GFLOP/s" for precision, peak in peaks.items()))
+    for model in args.train_models:
+        speeds = {}
+        for precision in precisions:
+            speeds[precision], gflops = training_speed(model, precision=precision)
+            print(f"training {model:>11} @128: {speeds[precision]:6.1f} images/s (batch 16, {precision}), "
+                  f"{gflops:5.1f} GFLOP/s = {gflops / peaks[precision]:4.0%} of the {precision} GEMM peak")
+        if "bf16" in speeds:
+            print(f"training {model:>11} @128: bf16 / fp32 = {speeds['bf16'] / speeds['fp32']:.2f}x")
     runs = [("torch", "fp32"), ("onnx", "fp32")] + ([("torch", "bf16")] if cpu_has_bf16() else [])
     if int8_onnx_path(resolve_model_path(args.model)).is_file():
         runs.append(("onnx", "int8"))

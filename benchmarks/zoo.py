@@ -89,14 +89,16 @@ def predict_flops(objective: ColorizationObjective, size: int) -> float:
     return count_flops(lambda: net.predict(torch.zeros(1, 1, size, size), generator=torch.Generator().manual_seed(0)))
 
 
-def training_speed(objective: ColorizationObjective, size: int, batch: int, warmup: int, steps: int) -> float:
+def training_speed(objective: ColorizationObjective, size: int, batch: int, warmup: int, steps: int,
+                   precision: str = "32-true") -> float:
+    """Images/s of Lightning's training steps in ``precision`` (after ``warmup`` untimed ones)."""
     photos = random_photos(batch, size)
     loader = torch.utils.data.DataLoader([photos] * (warmup + steps), batch_size=None)
     timer = StepTimer()
     trainer = L.Trainer(
         max_steps=warmup + steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_val_batches=0, callbacks=[timer],
+        limit_val_batches=0, callbacks=[timer], precision=precision,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

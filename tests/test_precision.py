@@ -105,3 +105,56 @@ def test_training_converts_the_network_to_channels_last(photo_dir: Path, tmp_pat
     trainer.fit(objective, datamodule=build_datamodule(config))
     convs = [m.weight for m in objective.net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+
+
+class _SeparableBlock(torch.nn.Module):
+    """A depthwise 3x3 then a pointwise 1x1 convolution, as in EfficientNet's blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depthwise = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.pointwise = torch.nn.Conv2d(4, 6, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        middle = self.depthwise(x)
+        return middle, self.pointwise(middle)
+
+
+def test_depthwise_convolutions_stay_fp32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    block = _SeparableBlock()
+    names = list(block.state_dict())
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        plain_middle, plain_out = block(x)
+
+    assert precision.depthwise_in_fp32(block) == 1  # the pointwise convolution is not depthwise
+    assert precision.depthwise_in_fp32(block) == 1
+    assert len(block.depthwise._forward_pre_hooks) == 1  # calling it twice added no second hook
+    assert list(block.state_dict()) == names and type(block.depthwise) is torch.nn.Conv2d
+
+    with torch.no_grad():  # outside autocast the hooks change nothing
+        middle, out = block(x)
+    assert torch.equal(middle, plain_middle) and torch.equal(out, plain_out)
+
+    x.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        middle, out = block(x)
+        after = block.pointwise(middle)  # autocast is back on once the depthwise layer returns
+    assert middle.dtype == torch.float32 and torch.allclose(middle, plain_middle, atol=1e-6)
+    assert out.dtype == torch.bfloat16 and after.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert block.depthwise.weight.grad is not None and x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_training_keeps_depthwise_convolutions_in_fp32(photo_dir: Path, tmp_path: Path) -> None:
+    from chromalab.training.trainer import build_datamodule, build_objective, build_trainer
+
+    config = tiny_config(photo_dir, tmp_path / "run", model={"name": "effunet"},
+                         trainer={"precision": "32-true", "max_steps": 1})
+    objective = build_objective(config)
+    trainer = build_trainer(config, tmp_path / "run", manual_optimization=False)
+    trainer.fit(objective, datamodule=build_datamodule(config))
+    depthwise = [m for m in objective.net.modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels]
+    assert depthwise and all(getattr(m, precision.DEPTHWISE_MARK, False) for m in depthwise)

@@ -18,7 +18,7 @@ from torch import nn
 from chromalab.checkpoint import ModelSpec
 from chromalab.color import get_color_space, rgb_to_l_norm, uint8_to_float
 from chromalab.data.augment import augment, training_augmentation
-from chromalab.precision import channels_last, full_precision
+from chromalab.precision import channels_last, depthwise_in_fp32, full_precision
 from chromalab.registry import Registry
 from chromalab.training.config import TrainConfig
 
@@ -89,6 +89,7 @@ class ColorizationObjective(L.LightningModule):
     def on_fit_start(self) -> None:
         # Channels-last weights (and inputs, below): oneDNN's fastest convolution layout on CPU.
         self.to(memory_format=torch.channels_last)
+        depthwise_in_fp32(self)  # under bf16 autocast on a CPU; a no-op in fp32
 
     # --- data -------------------------------------------------------------------------
     @full_precision  # color conversion in fp32 even inside a bf16 training step
