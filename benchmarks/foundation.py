@@ -116,6 +116,8 @@ def main() -> None:
                         help="registry names for the training figures")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     parser.add_argument("--skip-huge", action="store_true", help="skip the 24-megapixel memory test")
+    parser.add_argument("--training-only", action="store_true", help="only the GEMM peaks and training figures")
+    parser.add_argument("--train-steps", type=int, default=5, help="timed training steps per model and precision")
     args = parser.parse_args()
     from chromalab.inference.colorizer import Colorizer
 
@@ -133,11 +135,13 @@ def main() -> None:
     for model in args.train_models:
         speeds = {}
         for precision in precisions:
-            speeds[precision], gflops = training_speed(model, precision=precision)
+            speeds[precision], gflops = training_speed(model, precision=precision, steps=args.train_steps)
             print(f"training {model:>11} @128: {speeds[precision]:6.1f} images/s (batch 16, {precision}), "
                   f"{gflops:5.1f} GFLOP/s = {gflops / peaks[precision]:4.0%} of the {precision} GEMM peak")
         if "bf16" in speeds:
             print(f"training {model:>11} @128: bf16 / fp32 = {speeds['bf16'] / speeds['fp32']:.2f}x")
+    if args.training_only:
+        return
     runs = [("torch", "fp32"), ("onnx", "fp32")] + ([("torch", "bf16")] if cpu_has_bf16() else [])
     if int8_onnx_path(resolve_model_path(args.model)).is_file():
         runs.append(("onnx", "int8"))

@@ -1,6 +1,6 @@
 """Can FID's Inception run in bf16? FID of the shipped model on val, with features in fp32 and bf16.
 
-    python benchmarks/inception_precision.py [--data DIR] [--limit N] [--model default]
+    python benchmarks/inception_precision.py [--data DIR] [--limit N] [--model default] [--skip torch-fp32 ...]
 
 Colorizes the photos once with the model (256 px), then computes the pool3 features of the
 ground truths and of the colorized photos with each Inception path, timing them:
@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["torch-fp32", "bf16-autocast", "bf16-weights"],
+                        help="paths not to time (the onnxruntime reference always runs)")
     args = parser.parse_args()
 
     from chromalab.evaluation.fid import InceptionFeatures
@@ -101,11 +103,14 @@ def main() -> None:
 
     print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     truths, outputs = load_pairs(args.data, args.limit, args.model)
-    paths = {"onnxruntime fp32 (reference)": lambda: InceptionFeatures(backend="onnx"),
-             "TorchScript fp32": lambda: InceptionFeatures(backend="torch")}
+    paths = {"onnxruntime fp32 (reference)": lambda: InceptionFeatures(backend="onnx")}
+    if "torch-fp32" not in args.skip:
+        paths["TorchScript fp32"] = lambda: InceptionFeatures(backend="torch")
     if cpu_has_bf16():
-        paths["TorchScript bf16 autocast"] = lambda: Bf16Inception("autocast")
-        paths["TorchScript bf16 weights"] = lambda: Bf16Inception("cast")
+        if "bf16-autocast" not in args.skip:
+            paths["TorchScript bf16 autocast"] = lambda: Bf16Inception("autocast")
+        if "bf16-weights" not in args.skip:
+            paths["TorchScript bf16 weights"] = lambda: Bf16Inception("cast")
     else:
         print("no bf16 units: bf16 would be emulated, not timed")
     print(f"\n{len(truths)} photos of {args.data}, model {args.model}\n")

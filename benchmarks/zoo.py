@@ -1,6 +1,6 @@
 """The model zoo at a glance: size, compute and speed of every registered model.
 
-    nice -n 10 .venv/bin/python benchmarks/zoo.py [--models a,b] [--threads N] [--out table.md]
+    nice -n 10 .venv/bin/python benchmarks/zoo.py [--models a,b] [--threads N] [--precision 32-true|bf16-mixed|auto] [--out table.md]
 
 For each model (default constructor options, lab unless the model's own color space):
 
@@ -134,16 +134,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps")
+    parser.add_argument("--precision", default="32-true",
+                        help="training precision: 32-true, bf16-mixed or auto (bf16 where the CPU has the units)")
     parser.add_argument("--out", default=None, help="also write the Markdown table here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    from chromalab.precision import resolve_precision
+
+    precision = resolve_precision(args.precision, "cpu")
     names = args.models.split(",") if args.models else [entry.name for entry in list_models()]
     entries = {entry.name: entry for entry in list_models()}
 
     header = (
         f"| model | objective | color space | params (M) | GFLOPs/pass @{args.infer_size} "
-        f"| GFLOPs/predict @{args.infer_size} | predict | train img/s @{args.train_size} "
+        f"| GFLOPs/predict @{args.infer_size} | predict | train img/s @{args.train_size} ({precision}) "
         f"| infer img/s @{args.infer_size} |"
     )
     lines = [header, "|" + "---|" * 9]
@@ -158,7 +163,7 @@ def main() -> None:
                 params = count_parameters(objective.net) / 1e6
                 pass_flops = network_pass_flops(objective, args.infer_size)
                 full_flops = predict_flops(objective, args.infer_size)
-                train = training_speed(objective, args.train_size, args.batch, args.warmup, args.steps)
+                train = training_speed(objective, args.train_size, args.batch, args.warmup, args.steps, precision)
                 slow = hasattr(objective.net, "noise_scheduler")
                 infer = inference_speed(objective, args.infer_size, args.batch, 1 if slow else 3)
                 lines.append(

@@ -70,6 +70,7 @@ def test_full_precision_leaves_autocast_and_casts_to_fp32() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("model, sections", [
     ("unet-tiny", {}),
+    ("effunet", {}),  # EfficientNet's depthwise convolutions run in fp32 inside the bf16 step
     ("unet-tiny", {"gan": {"discriminator": "patch", "loss": "lsgan"}}),
     ("classify", {"model": {"kwargs": TINY_KWARGS["classify"]}}),
     ("vae", {}),

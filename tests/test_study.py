@@ -300,7 +300,7 @@ def test_the_four_studies_exist() -> None:
 def test_every_study_file_validates(path: Path, photo_dir: Path, tmp_path: Path) -> None:
     """Loads, its configs exist, its options are valid (with the corpus swapped for tiny photos)."""
     study = load_study(path, out=tmp_path / "out", data=str(photo_dir), eval_data=str(photo_dir), progress=False)
-    assert len(study.entries) >= 4 and study.spec.budget.minutes
+    assert len(study.entries) >= 3 and study.spec.budget.minutes  # a comparison, not a single run
     # Equal for every entry: size, seed, budget; each in its own run folder.
     assert {(e.config.data.size, e.config.seed, e.config.trainer.max_time) for e in study.entries} == {
         (study.spec.size, study.spec.seed, max_time(study.spec.budget.minutes))}

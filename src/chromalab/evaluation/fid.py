@@ -10,7 +10,8 @@ the protocol is applied here, as in pytorch-fid: bilinear resize to 299 x 299
 On a CPU the features come from onnxruntime by default: the same graph, exported once from
 the TorchScript file into the user cache, runs 1.75x faster there than TorchScript (features
 equal within 1e-5; FID unchanged). ``CHROMALAB_FID_BACKEND=torch`` keeps TorchScript. bf16 is
-not used: FID must not move with the processor a figure was measured on.
+not used: FID must not move with the processor a figure was measured on, and under bf16
+autocast it moved by +0.16 on val for 1.14x (``benchmarks/inception_precision.py``).
 
 Statistics: the running sum of features and of their outer products, in float64, give the
 mean and (unbiased) covariance of any number of images in 2 x 2048² x 8 bytes = 64 MB.
