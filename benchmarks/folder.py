@@ -1,7 +1,7 @@
 """Photos per second of `chromalab colorize` on a folder of small photos, as a user runs it.
 
     python benchmarks/folder.py [--data ../shared/data/val/imagenet_det256] [--limit N]
-        [--precision fp32,int8] [--batch-size 8,32] [--repeats 2]
+        [--precision fp32,int8] [--batch-size default,8] [--repeats 2]
 
 Runs the command itself (a new process each time, start-up included) on the folder as it is
 (color photos) and on a one-channel gray copy of it (what archive scans usually are), writing
@@ -43,7 +43,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, int8, bf16")
-    parser.add_argument("--batch-size", default="8", help="comma-separated batch sizes")
+    parser.add_argument("--batch-size", default="default",
+                        help="comma-separated batch sizes; 'default' passes none (the command's own: 32 for photos)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
@@ -68,7 +69,7 @@ def main() -> int:
         for kind, folder in folders.items():
             for precision in args.precision.split(","):
                 for batch in args.batch_size.split(","):
-                    options = ["--precision", precision, "--batch-size", batch]
+                    options = ["--precision", precision] + ([] if batch == "default" else ["--batch-size", batch])
                     walls, startups = [], []
                     for _ in range(args.repeats):
                         run += 1
