@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--skip-huge", action="store_true", help="skip the 24-megapixel memory test")
     parser.add_argument("--training-only", action="store_true", help="only the GEMM peaks and training figures")
     parser.add_argument("--train-steps", type=int, default=5, help="timed training steps per model and precision")
+    parser.add_argument("--train-batch", type=int, default=16, help="training batch size (the recipes use 32)")
     args = parser.parse_args()
     from chromalab.inference.colorizer import Colorizer
 
@@ -135,8 +136,9 @@ def main() -> None:
     for model in args.train_models:
         speeds = {}
         for precision in precisions:
-            speeds[precision], gflops = training_speed(model, precision=precision, steps=args.train_steps)
-            print(f"training {model:>11} @128: {speeds[precision]:6.1f} images/s (batch 16, {precision}), "
+            speeds[precision], gflops = training_speed(model, batch=args.train_batch, precision=precision,
+                                                       steps=args.train_steps)
+            print(f"training {model:>11} @128: {speeds[precision]:6.1f} images/s (batch {args.train_batch}, {precision}), "
                   f"{gflops:5.1f} GFLOP/s = {gflops / peaks[precision]:4.0%} of the {precision} GEMM peak")
         if "bf16" in speeds:
             print(f"training {model:>11} @128: bf16 / fp32 = {speeds['bf16'] / speeds['fp32']:.2f}x")
