@@ -204,6 +204,10 @@ def test_init_from_starts_with_the_given_models_weights(tiny_model: Path, tmp_pa
 
 
 def test_resume_without_checkpoint_is_a_clear_error(photo_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ChromalabError, match="fresh: no such run folder"):
+        train(tiny_config(photo_dir, tmp_path / "fresh"), resume="last")
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "config.yaml").write_text(tiny_config(photo_dir, tmp_path / "fresh").to_yaml())
     with pytest.raises(ChromalabError, match="no checkpoint to resume from"):
         train(tiny_config(photo_dir, tmp_path / "fresh"), resume="last")
 

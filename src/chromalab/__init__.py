@@ -63,11 +63,19 @@ def colorize(
 
 
 def train(config: "str | Path | dict[str, Any] | None" = None, resume: str | None = None, **overrides: Any) -> Path:
-    """Train from a YAML file or dict, with dotted overrides (``train(cfg, **{"optim.lr": 1e-3})``)."""
+    """Train from a YAML file or dict, with dotted overrides (``train(cfg, **{"optim.lr": 1e-3})``).
+
+    ``train(resume="runs/mine")`` continues that run with its own recipe (its ``config.yaml``);
+    overrides may extend it (``**{"trainer.epochs": 30}``) but not change the recipe.
+    """
     from chromalab.training.config import TrainConfig
+    from chromalab.training.resume import find_run, trained_config
     from chromalab.training.trainer import train as run_training
 
-    if config is None:
+    if config is None and resume is not None:
+        run, checkpoint = find_run(resume)
+        resolved, resume = trained_config(run), str(checkpoint)
+    elif config is None:
         resolved = TrainConfig()
     elif isinstance(config, dict):
         resolved = TrainConfig.from_dict(config)

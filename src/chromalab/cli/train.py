@@ -61,43 +61,92 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                         help="any config option, e.g. --set model.kwargs.width=64 (repeatable)")
-    parser.add_argument("--resume", nargs="?", const="last", default=None,
-                        help="resume from a checkpoint (default: the run's last.ckpt)")
+    parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="RUN",
+                        help="continue a run folder (or a .ckpt inside one) with its own recipe from its "
+                        "config.yaml; only --epochs/--max-steps (longer), --max-time, --patience, "
+                        "--workers, --cache, validation, logging and --accelerator may change")
     parser.set_defaults(func=run)
 
 
-def resolve_config(args: argparse.Namespace):  # -> TrainConfig
-    from chromalab.errors import ChromalabError
-    from chromalab.training.config import TrainConfig
+# An option as the user gave it: (how it reads on the command line, dotted config path, value).
+Override = tuple[str, str, object]
 
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+
+def requested_overrides(args: argparse.Namespace) -> list[Override]:
+    """The options given on the command line, in the order they apply (flags, then --set)."""
+    from chromalab.errors import ChromalabError
+
+    overrides: list[Override] = []
     for flag, (path, _, _) in FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
-            config.set(path, value)
-    if args.seed is not None:
-        config.data.seed = args.seed
+            overrides.append((f"--{flag.replace('_', '-')}", path, value))
+    if args.seed is not None:  # the split's seed follows the run's seed
+        overrides.append(("--seed", "data.seed", args.seed))
     if args.attention is not None:
-        config.set("model.kwargs.attention", args.attention)
+        overrides.append(("--attention", "model.kwargs.attention", args.attention))
     if args.cache:
-        config.data.cache = True
+        overrides.append(("--cache", "data.cache", True))
     if args.mood_augment:
-        config.data.mood_augment = True
+        overrides.append(("--mood-augment", "data.mood_augment", True))
     if args.no_progress:
-        config.trainer.progress = False
+        overrides.append(("--no-progress", "trainer.progress", False))
     for item in args.set:
         if "=" not in item:
             raise ChromalabError(f"--set {item!r}: expected PATH=VALUE")
         path, value = item.split("=", 1)
-        config.set(path.strip(), value)
+        overrides.append((f"--set {path.strip()}", path.strip(), value))
+    return overrides
+
+
+def resolve_config(args: argparse.Namespace):  # -> TrainConfig
+    from chromalab.training.config import TrainConfig
+
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    for _, path, value in requested_overrides(args):
+        config.set(path, value)
     return config
+
+
+def resume_config(args: argparse.Namespace):  # -> tuple[TrainConfig, checkpoint path]
+    """The run's own recipe, with the flags that may change on a resume; one line for any other."""
+    from pathlib import Path
+
+    from chromalab.errors import ChromalabError
+    from chromalab.training.resume import find_run, recipe_changes, trained_config
+
+    overrides = requested_overrides(args)
+    given_out = next((value for label, _, value in overrides if label == "--out"), None)
+    if args.resume == "last":  # bare --resume: the run named by --out
+        if given_out is None:
+            raise ChromalabError("--resume needs the run: give --resume RUN_FOLDER (or --out RUN_FOLDER)")
+        args.resume = given_out
+    run, checkpoint = find_run(args.resume)
+    if args.config:
+        raise ChromalabError(f"--config {args.config}: a resumed run follows its own {run / 'config.yaml'}; "
+                             f"start a new run with --init-from {run} to train another recipe")
+    if given_out is not None and Path(str(given_out)).resolve() != run.resolve():
+        raise ChromalabError(f"--out {given_out}: a resumed run continues in its own folder {run}")
+    trained, config = trained_config(run), trained_config(run)
+    for label, path, value in overrides:
+        if path == "out" or (path == "data.path" and Path(str(value)).resolve() == Path(trained.data.path).resolve()):
+            continue  # the run's own folder and data, however they are written
+        config.set(path, value)
+        # The options before this one kept the recipe, so a change now is this option's.
+        changes = recipe_changes(trained, config)
+        if changes:
+            raise ChromalabError(changes[0].message(run, option=label))
+    return config, checkpoint
 
 
 def run(args: argparse.Namespace) -> int:
     from chromalab.training.trainer import train
 
-    config = resolve_config(args)
-    run_dir = train(config, resume=args.resume)
+    if args.resume:
+        config, checkpoint = resume_config(args)
+        run_dir = train(config, resume=str(checkpoint))
+    else:
+        run_dir = train(resolve_config(args))
     if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
         return 0  # DDP worker processes: rank 0 reports
     print(f"training finished: model {run_dir / 'model.safetensors'}, samples {run_dir / 'samples'}, "

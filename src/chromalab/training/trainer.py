@@ -26,6 +26,7 @@ from chromalab.precision import resolve_precision
 from chromalab.training.callbacks import ExportModel, FreezeEncoder, SampleGrid, SaveFinalState, Throughput
 from chromalab.training.config import TrainConfig
 from chromalab.training.objective import ColorizationObjective, objective_class
+from chromalab.training.resume import find_run, recipe_changes, trained_config
 
 log = logging.getLogger(__name__)
 # Lightning announces every default (devices found, tips about its cloud services) at INFO.
@@ -104,21 +105,22 @@ def build_datamodule(config: TrainConfig) -> L.LightningDataModule:
 RUN_DIR_ENV = "CHROMALAB_RUN_DIR"  # the folder rank 0 chose, for the DDP processes it starts
 
 
-def resolve_resume(config: TrainConfig, resume: str | None) -> str | None:
-    """The checkpoint to resume: ``last`` (the --out run's last.ckpt), a run folder or a .ckpt."""
+def resolve_resume(config: TrainConfig, resume: str | None) -> tuple[Path, Path] | None:
+    """``(run folder, checkpoint)`` to resume: ``last`` (the --out run's), a run folder or a .ckpt."""
     if not resume:
         return None
     if resume == "last":
         if not config.out:
             raise ChromalabError("--resume last needs the run: give --out RUN_FOLDER (or --resume RUN_FOLDER)")
-        path = Path(config.out) / "checkpoints" / "last.ckpt"
-    else:
-        path = Path(resume)
-        if path.is_dir():
-            path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise ChromalabError(f"{path}: no checkpoint to resume from")
-    return str(path)
+        resume = config.out
+    return find_run(resume)
+
+
+def check_recipe_kept(config: TrainConfig, run: Path) -> None:
+    """A resume continues the run's own recipe: the first option that would change it is an error."""
+    changes = recipe_changes(trained_config(run), config)
+    if changes:
+        raise ChromalabError(changes[0].message(run))
 
 
 def new_run_dir(config: TrainConfig) -> Path:
@@ -245,9 +247,11 @@ def train(
     ``callbacks`` are added to the Trainer's own (a sweep passes its pruning callback here).
     """
     check_options(config)
-    ckpt_path = resolve_resume(config, resume)
-    if ckpt_path:  # the run that holds the checkpoint continues in its own folder
-        run_dir = Path(ckpt_path).resolve().parent.parent
+    resumed = resolve_resume(config, resume)
+    ckpt_path = str(resumed[1]) if resumed else None
+    if resumed:  # the run that holds the checkpoint continues in its own folder, with its recipe
+        run_dir = resumed[0]
+        check_recipe_kept(config, run_dir)
     else:
         run_dir = new_run_dir(config)
         if config.out and str(run_dir) != str(config.out):
@@ -279,6 +283,8 @@ def train(
             # checkpoints say nothing the user must act on.
             warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
             warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            # A run folder that was moved or copied keeps its checkpoints' records of the old place.
+            warnings.filterwarnings("ignore", message="The dirpath has changed from")
         trainer.fit(objective, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         merge_metric_logs(run_dir)

@@ -1,0 +1,133 @@
+"""Propagation: a model's colors corrected by user color points, with no training.
+
+Each point says "this pixel is this color". The difference between the point's a*b* and the
+model's prediction there (its *residual*) is spread over the pixels that are near the point and
+of similar lightness — a joint-bilateral splat of the residuals, guided by the photo's own L* —
+and fades to nothing far away, so a point fixes its region and leaves the rest to the model:
+
+    delta(p) = sum_i w_i(p) r_i / max(1, sum_i w_i(p)),
+    w_i(p)   = exp(-|p - x_i|^2 / 2 s^2) * exp(-(L(p) - L_i)^2 / 2 t^2)
+
+with s a fraction of the photo's shorter side and t in L* units. Where points overlap, their
+residuals are averaged by weight; where one dominates, its own residual is applied; far from
+every point, nothing changes. It works on any model's a*b*, at a working grid of at most
+``WORK_SIDE`` pixels a side (chroma is smooth: the full-resolution merge upsamples it under the
+photo's own L*, as it does for every colorization).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from chromalab.color import AB_SCALE
+from chromalab.inference.fullres import lightness_array
+from chromalab.inference.points import ColorPoint
+
+WORK_SIDE = 512  # the working grid's longest side: the guide's edges, at a few ms per point
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """How far and how edge-aware a point's correction spreads (tuned in docs/points.md)."""
+
+    sigma_space: float = 0.15  # spatial fall-off, as a fraction of the photo's shorter side
+    sigma_lightness: float = 6.0  # L* units: a region of other lightness is another region
+    radius: float = 0.006  # a point's default footprint radius, fraction of the shorter side
+    guide_blur: float = 0.004  # the guide L* is smoothed this much (fraction): grain is not an edge
+
+
+def work_size(width: int, height: int, limit: int = WORK_SIDE) -> tuple[int, int]:
+    """(w, h) of the working grid: the photo's own aspect, longest side at most ``limit``."""
+    scale = min(1.0, limit / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class PointGuide:
+    """A photo's lightness on the working grid: computed once, reused for every set of points
+    (the web page keeps one per photo while the user clicks)."""
+
+    def __init__(self, image: Image.Image, settings: Propagation = Propagation()) -> None:
+        self.width, self.height = image.size
+        self.settings = settings
+        self.grid_width, self.grid_height = work_size(self.width, self.height)
+        if (self.grid_width, self.grid_height) == image.size:
+            small = image
+        else:
+            small = image.resize((self.grid_width, self.grid_height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        lightness = lightness_array(small)
+        blur = settings.guide_blur * min(self.grid_width, self.grid_height)
+        if blur > 0.3:
+            lightness = cv2.GaussianBlur(lightness, (0, 0), blur)
+        self.lightness = np.ascontiguousarray(lightness, dtype=np.float32)
+
+    @property
+    def scale(self) -> float:
+        """Working-grid pixels per photo pixel."""
+        return self.grid_width / self.width
+
+    def spread(self, ab_small: torch.Tensor, points: Sequence[ColorPoint]) -> torch.Tensor:
+        """The model's normalized a*b* (2, h, w), corrected by ``points`` (photo pixels) ->
+        normalized a*b* (2, grid_height, grid_width)."""
+        predicted = cv2.resize(
+            np.ascontiguousarray(ab_small.detach().float().permute(1, 2, 0).numpy()) * np.float32(AB_SCALE),
+            (self.grid_width, self.grid_height), interpolation=cv2.INTER_LINEAR,
+        )
+        corrected = spread_residuals(predicted, self.lightness, points, self.scale, self.settings)
+        return torch.from_numpy(corrected / np.float32(AB_SCALE)).permute(2, 0, 1)
+
+
+def spread_residuals(
+    predicted: np.ndarray, lightness: np.ndarray, points: Sequence[ColorPoint], scale: float, settings: Propagation,
+) -> np.ndarray:
+    """``predicted`` a*b* (H, W, 2, Lab units) plus every point's residual, spread edge-aware
+    over the guide ``lightness`` (H, W); ``scale``: grid pixels per photo pixel."""
+    if not points:
+        return predicted
+    height, width = lightness.shape
+    short = min(height, width)
+    sigma = max(settings.sigma_space * short, 0.5)
+    reach = int(math.ceil(3 * sigma))  # exp(-4.5): beyond 3 sigma a point adds under 1%
+    inv_space = 1.0 / (2 * sigma * sigma)
+    inv_range = 1.0 / (2 * settings.sigma_lightness**2)
+    total = np.zeros((height, width, 2), dtype=np.float32)
+    weight = np.zeros((height, width), dtype=np.float32)
+    for point in points:
+        x, y = point.x * scale, point.y * scale
+        radius = max(0.5, (point.radius * scale) if point.radius is not None else settings.radius * short)
+        footprint = _footprint(x, y, radius, width, height)
+        target = np.asarray(point.ab, dtype=np.float32)
+        residual = target - predicted[footprint].reshape(-1, 2).mean(axis=0)
+        level = float(lightness[footprint].mean())
+        top, bottom = max(0, int(y) - reach), min(height, int(y) + reach + 1)
+        left, right = max(0, int(x) - reach), min(width, int(x) + reach + 1)
+        rows = (np.arange(top, bottom, dtype=np.float32) + 0.5 - y) ** 2
+        cols = (np.arange(left, right, dtype=np.float32) + 0.5 - x) ** 2
+        window = lightness[top:bottom, left:right]
+        w = np.exp(-(rows[:, None] + cols[None, :]) * inv_space - (window - level) ** 2 * inv_range)
+        weight[top:bottom, left:right] += w
+        total[top:bottom, left:right] += w[..., None] * residual
+    np.maximum(weight, 1.0, out=weight)
+    return predicted + total / weight[..., None]
+
+
+def _footprint(x: float, y: float, radius: float, width: int, height: int) -> tuple[slice, slice] | np.ndarray:
+    """The grid pixels a point covers: those whose centers lie within ``radius`` (at least its own)."""
+    col, row = min(width - 1, max(0, int(x))), min(height - 1, max(0, int(y)))
+    if radius <= 0.75:
+        return (slice(row, row + 1), slice(col, col + 1))
+    reach = int(math.ceil(radius))
+    top, bottom = max(0, row - reach), min(height, row + reach + 1)
+    left, right = max(0, col - reach), min(width, col + reach + 1)
+    yy, xx = np.mgrid[top:bottom, left:right].astype(np.float32)
+    inside = (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= radius * radius
+    mask = np.zeros((height, width), dtype=bool)
+    mask[top:bottom, left:right] = inside
+    mask[row, col] = True
+    return mask
