@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 __version__ = "0.1.0"
 
@@ -40,6 +40,7 @@ def colorize(
     hue: float = 0.0,
     saturation: float = 1.0,
     reference: "str | Path | Image.Image | None" = None,
+    points: "Sequence[Any] | None" = None,
     **options: Any,
 ) -> "Image.Image":
     """Colorize one photo (path or PIL image) at its full resolution.
@@ -47,6 +48,8 @@ def colorize(
     Creative controls (docs/controls-and-video.md): ``temperature`` in [-1, 1] (+ warmer),
     ``hue`` rotation in degrees, ``saturation`` chroma scale (0 gray, 1 unchanged) and a
     ``reference`` photo whose color statistics to match. Lightness is never changed.
+    ``points``: color points ``[(x, y, "#rrggbb"), ...]`` in the photo's pixels (after EXIF
+    rotation): each point's color spreads over its region (docs/points.md).
     """
     from PIL import Image as PILImage
 
@@ -59,7 +62,7 @@ def colorize(
     transform = make_ab_transform(ColorControls(temperature, hue, saturation, reference))
     if transform is not None:
         options["ab_transform"] = transform
-    return colorizer.colorize(picture, size=size, **options)
+    return colorizer.colorize(picture, size=size, points=points, **options)
 
 
 def train(config: "str | Path | dict[str, Any] | None" = None, resume: str | None = None, **overrides: Any) -> Path:

@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="match the colors' mean and spread to this photo's")
     controls.add_argument("--samples", type=int, default=None, metavar="N",
                           help="write N different variants per photo (name-s0.png ...; stochastic or dropout models)")
+    guided = parser.add_argument_group("color points (docs/points.md)")
+    guided.add_argument("--points", default=None, metavar="JSON|DIR",
+                        help='color points: a JSON file {"points": [{"x": 412, "y": 230, "color": "#b03a2e"}]} '
+                        "for one photo, or a folder of <photo stem>.json for a folder of photos")
+    guided.add_argument("--point", action="append", default=None, metavar="X,Y,#RRGGBB",
+                        help="one color point in the photo's pixels (repeatable; one photo only)")
     controls.add_argument("--no-temporal", dest="temporal", action="store_false",
                           help="video: colorize every frame independently (no flicker suppression)")
     parser.set_defaults(func=run)
@@ -74,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if videos:
         if args.samples is not None:
             raise ChromalabError("--samples works on photos, not on videos")
+        if args.points or args.point:
+            raise ChromalabError("color points work on photos, not on videos")
         photos = [path for path in args.inputs if not is_video_path(path)]
         if photos and is_video_path(args.out):
             raise ChromalabError(f"--out {args.out} is a video file, but photos were given too; pass a folder")
@@ -82,21 +90,39 @@ def run(args: argparse.Namespace) -> int:
             return video_status
         args.inputs = photos
     if args.samples is not None:
+        if args.points or args.point:
+            raise ChromalabError("--samples and color points do not go together; colorize with points without --samples")
         return _run_samples(args, colorizer, ab_transform)
     jobs, _ = plan_jobs(args.inputs, Path(args.out), args.format)
+    points = _points_of(args, jobs)  # every points file is read and checked before any photo is written
     errors: list[str] = []
     with Progress(TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task("colorize", total=len(jobs))
         report = colorize_files(
             colorizer, args.inputs, args.out, size=args.size, batch_size=args.batch_size or 32,
-            overwrite=args.overwrite, image_format=args.format, ab_transform=ab_transform,
+            overwrite=args.overwrite, image_format=args.format, ab_transform=ab_transform, points=points,
             on_progress=lambda n: progress.advance(task, n),
             on_error=lambda message: (errors.append(message), print(f"error: {message}", file=sys.stderr)),
         )
     print(f"colorized {len(report.written)} photo(s) into {args.out}"
           + (f"; {len(report.failed)} failed" if report.failed else ""))
     return 0 if report.ok and not video_status else 1
+
+
+def _points_of(args: argparse.Namespace, jobs: list) -> dict[Path, list] | None:
+    """Each photo's color points from --point / --points, checked against the photo's size."""
+    from chromalab.inference.points_files import points_for_jobs
+
+    if not args.points and not args.point:
+        return None
+    if args.points and args.point:
+        raise ChromalabError("give --point or --points, not both")
+    sources = [job.source for job in jobs]
+    # A job's output mirrors the photo's place under its input folder: so does a points folder.
+    relative = [job.target.relative_to(Path(args.out)) for job in jobs]
+    return points_for_jobs(sources, flags=args.point, points=Path(args.points) if args.points else None,
+                           relative=relative)
 
 
 def _progress(label: str) -> Progress:

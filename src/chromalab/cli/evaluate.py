@@ -23,6 +23,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also score the 'gray' (no color) and 'mean-ab' (constant mean chroma) baselines")
     parser.add_argument("--out", default=None, help="report folder (default: reports/<command>-<time>)")
     parser.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
+    parser.add_argument("--points", type=int, default=0, metavar="N",
+                        help="give every model N color points per photo, simulated from the truth (seeded; "
+                        "uniform positions; the truth's 3x3 mean color): scores point-guided colorization")
     parser.add_argument("--device", default=None, help="where Inception and ST-LPIPS run (default: cuda if available)")
     parser.add_argument("--no-fid-cache", dest="fid_cache", action="store_false",
                         help="measure the ground truths' Inception statistics even if the cache has them "
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_models(colorizers, args.data, size=args.size, limit=args.limit,
                               batch_size=args.batch_size, metrics=parse_metrics(args.metrics),
                               progress=sys.stderr.isatty(), device=args.device, on_error=report_error,
-                              reference_cache=None if args.fid_cache else False)
+                              reference_cache=None if args.fid_cache else False, points=args.points)
     write_report(results, out, overwrite=args.overwrite)
     print_summary(results)
     print(f"wrote metrics.json, metrics.md, per_image.csv, samples.png to {out}")

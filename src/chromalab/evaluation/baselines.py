@@ -29,11 +29,15 @@ TRAIN_MEAN_AB: tuple[float, float] = (1.8, 5.1)
 
 
 class GrayBaseline:
-    """Adds no color: the output is the gray input itself."""
+    """Adds no color: the output is the gray input itself (with color points: the points'
+    colors spread by propagation over the gray, which shows what a model adds to them)."""
 
     name = "gray"
 
-    def colorize_images(self, images: Sequence[Image.Image], size: int | None = None, **_: Any) -> list[Image.Image]:
+    def colorize_images(self, images: Sequence[Image.Image], size: int | None = None,
+                        points: Sequence[Sequence[Any] | None] | None = None, **_: Any) -> list[Image.Image]:
+        if points is not None:
+            return _with_constant_ab(images, (0.0, 0.0), points)
         return [image.convert("RGB").copy() for image in images]
 
 
@@ -44,7 +48,10 @@ class ConstantAbBaseline:
         self.ab = ab
         self.name = name
 
-    def colorize_images(self, images: Sequence[Image.Image], size: int | None = None, **_: Any) -> list[Image.Image]:
+    def colorize_images(self, images: Sequence[Image.Image], size: int | None = None,
+                        points: Sequence[Sequence[Any] | None] | None = None, **_: Any) -> list[Image.Image]:
+        if points is not None:
+            return _with_constant_ab(images, self.ab, points)
         results = []
         for image in images:
             lightness = full_resolution_lightness(image)
@@ -52,6 +59,17 @@ class ConstantAbBaseline:
             rgb = float_to_uint8(lab_to_rgb(torch.cat([lightness, ab], dim=1)))
             results.append(Image.fromarray(rgb[0].permute(1, 2, 0).numpy()))
         return results
+
+
+def _with_constant_ab(images: Sequence[Image.Image], ab: tuple[float, float],
+                      points: Sequence[Sequence[Any] | None]) -> list[Image.Image]:
+    """A constant a*b* corrected by each photo's color points, merged under the photo's L*."""
+    from chromalab.color import AB_SCALE
+    from chromalab.inference.colorizer import Colorizer, per_photo_points, with_points
+
+    constant = torch.tensor(ab, dtype=torch.float32).view(2, 1, 1) / AB_SCALE
+    return [Colorizer.merge(image, with_points(image, constant, chosen))
+            for image, chosen in zip(images, per_photo_points(images, points))]
 
 
 BASELINES = {"gray": GrayBaseline, "mean-ab": ConstantAbBaseline}

@@ -102,6 +102,7 @@ def compare(
     device: str | None = None,
     on_error: Callable[[str], None] | None = None,
     reference_cache: bool | None = None,
+    points: int = 0,
 ) -> Comparison:
     if not models:
         raise ChromalabError("compare needs at least one model")
@@ -111,7 +112,7 @@ def compare(
             colorizers[_unique(name, colorizers)] = baseline
     results = evaluate_models(colorizers, data, size=size, limit=limit, batch_size=batch_size,
                               metrics=metrics, progress=progress, device=device, on_error=on_error,
-                              reference_cache=reference_cache)
+                              reference_cache=reference_cache, points=points)
     return Comparison(results, run_dirs)
 
 

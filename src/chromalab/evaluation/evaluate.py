@@ -30,6 +30,8 @@ from chromalab.errors import ChromalabError
 from chromalab.evaluation import metrics as M
 from chromalab.evaluation.fid import FeatureStatistics, InceptionFeatures, fid_from_statistics
 from chromalab.evaluation.lpips import LpipsScorer, stlpips_available
+from chromalab.evaluation.simulated_points import photo_rng, simulate_points
+from chromalab.inference.points import ColorPoint
 from chromalab.evaluation.reference_cache import cache_enabled, load_reference, reference_key, save_reference
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class Samples:
     gray: list[Image.Image] = field(default_factory=list)
     truth: list[Image.Image] = field(default_factory=list)
     output: list[Image.Image] = field(default_factory=list)
+    points: list[list[ColorPoint]] = field(default_factory=list)  # the color points each was given
 
 
 @dataclass
@@ -280,6 +283,7 @@ def evaluate_models(
     device: str | None = None,
     on_error: Callable[[str], None] | None = None,
     reference_cache: bool | None = None,
+    points: int = 0,
 ) -> list[EvaluationResult]:
     """Score several colorizers on the same photos in one pass (ground-truth work shared).
 
@@ -287,7 +291,8 @@ def evaluate_models(
     as ``path: reason``, to ``on_error`` (default: the log). ``reference_cache``: read and save
     the ground truths' Inception statistics in the user cache (evaluation.reference_cache;
     None = on unless ``CHROMALAB_FID_CACHE=off``), which halves a one-model FID evaluation
-    the second time the same photos are evaluated.
+    the second time the same photos are evaluated. ``points``: that many color points per
+    photo, simulated from the truth (evaluation.simulated_points), given to every colorizer.
     """
     on_error = on_error or (lambda message: log.warning("skipping %s", message))
     if not colorizers:
@@ -296,6 +301,8 @@ def evaluate_models(
         raise ChromalabError(f"--size must be 0 (full resolution) or positive (got {size})")
     if batch_size < 1:
         raise ChromalabError(f"--batch-size must be at least 1 (got {batch_size})")
+    if points < 0:
+        raise ChromalabError(f"--points must be 0 or more (got {points})")
     names = resolve_metrics(metrics)
     paths = collect_paths(data, limit)
     suite = MetricSuite(names, device or default_device())
@@ -346,6 +353,11 @@ def evaluate_models(
             if measure_reference:
                 reference.update(suite.features(truths))
 
+            # The same points for every model (seeded by the photo's name), from the truth.
+            point_sets = [simulate_points(image, points, photo_rng(path)) for path, image in good] if points else None
+            for i in keep:
+                for samples_of in samples.values():
+                    samples_of.points.append(point_sets[i] if point_sets else [])
             outputs: dict[str, list[torch.Tensor]] = {}
             # The models take turns at running first. The model that runs right after the last
             # batch's Inception pass runs up to 2x slower (cold caches, fresh memory), so a fixed
@@ -355,7 +367,8 @@ def evaluate_models(
             for name in names_in_turn[turn:] + names_in_turn[:turn]:
                 colorizer = colorizers[name]
                 start = time.perf_counter()
-                colored = colorizer.colorize_images(gray_images)
+                colored = (colorizer.colorize_images(gray_images, points=point_sets) if point_sets
+                           else colorizer.colorize_images(gray_images))
                 seconds[name] += time.perf_counter() - start
                 outputs[name] = _check_outputs(name, colored, good)
                 for i in keep:
@@ -397,8 +410,10 @@ def evaluate_models(
         "images": count,
         "skipped": skipped,
         "metrics": names,
+        "points": points,
         "protocol": (f"shorter side to {size}, center crop {size}x{size}" if size else "full resolution")
-        + "; gray input = L* of the photo with a*=b*=0; FID reference = the ground-truth photos",
+        + "; gray input = L* of the photo with a*=b*=0; FID reference = the ground-truth photos"
+        + (f"; {points} color point(s) per photo from the truth (uniform, 3x3 mean, seeded by name)" if points else ""),
     }
     results = []
     for name in colorizers:

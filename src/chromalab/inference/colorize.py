@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from PIL import Image
 
@@ -25,7 +25,8 @@ from chromalab.data.images import (
     resolved,
     save_image_atomic,
 )
-from chromalab.inference.colorizer import AbTransform, Colorizer
+from chromalab.inference.colorizer import AbTransform, Colorizer, with_points
+from chromalab.inference.points import ColorPoint
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,14 @@ def _merge_and_save(
     ab_small: Any,
     overwrite: bool,
     protected: frozenset[Path],
+    points: Mapping[Path, Sequence[ColorPoint]],
 ) -> list[tuple[Job, BadImageError | None]]:
-    """Full-resolution photos from the network's small a*b*, written; each job's error or None."""
+    """Full-resolution photos from the network's small a*b* (corrected by the photo's color
+    points, if it has any), written; each job's error or None."""
     written: list[tuple[Job, BadImageError | None]] = []
     for (job, image), ab in zip(good, ab_small):
         try:
+            ab = with_points(image, ab, points.get(job.source, ()))
             save_image_atomic(colorizer.merge(image, ab), job.target, overwrite=overwrite, protected=protected)
             written.append((job, None))
         except BadImageError as error:
@@ -154,9 +158,13 @@ def colorize_files(
     ab_transform: AbTransform | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
+    points: Mapping[Path, Sequence[ColorPoint]] | None = None,
     **options: Any,
 ) -> ColorizeReport:
-    """Colorize every input photo into ``out_dir``; returns what was written and what failed."""
+    """Colorize every input photo into ``out_dir``; returns what was written and what failed.
+
+    ``points``: color points by photo path (chromalab.inference.points_files), already checked.
+    """
     out_dir = Path(out_dir)
     report = ColorizeReport()
     on_error = on_error or (lambda message: log.error(message))
@@ -219,7 +227,7 @@ def colorize_files(
             )
             if writing is not None:
                 record(writing.result())
-            writing = writer.submit(_merge_and_save, colorizer, good, ab_small, overwrite, protected)
+            writing = writer.submit(_merge_and_save, colorizer, good, ab_small, overwrite, protected, points or {})
             if on_progress and failed_now:
                 on_progress(len(failed_now))
         if writing is not None:

@@ -18,6 +18,8 @@ from PIL import Image
 from chromalab.checkpoint import ModelSpec, load_network
 from chromalab.color import uint8_to_float
 from chromalab.inference.fullres import full_resolution_lightness, merge_full_resolution, model_input
+from chromalab.inference.points import ColorPoint, PointLike, check_inside, make_points
+from chromalab.inference.propagation import PointGuide
 from chromalab.inference.smoothing import ChromaSmoothing
 
 # (L_norm, ab_norm) at model size -> adjusted ab_norm; see chromalab.inference.controls.
@@ -154,11 +156,18 @@ class Colorizer:
         images: Sequence[Image.Image],
         size: int | None = None,
         ab_transform: AbTransform | None = None,
+        points: Sequence[Sequence[PointLike] | None] | None = None,
         **options: Any,
     ) -> list[Image.Image]:
-        """Colorize photos (any sizes, gray or color) in one forward pass; same sizes out."""
+        """Colorize photos (any sizes, gray or color) in one forward pass; same sizes out.
+
+        ``points``: one list of color points per photo (or None), each ``(x, y, "#rrggbb")``
+        in the photo's pixels (chromalab.inference.points); they correct the prediction by
+        edge-aware propagation (chromalab.inference.propagation).
+        """
         ab_small = self.predict_photos(images, size=size, ab_transform=ab_transform, **options)
-        return [self.merge(image, ab) for image, ab in zip(images, ab_small)]
+        point_sets = per_photo_points(images, points)
+        return [self.merge(image, with_points(image, ab, chosen)) for image, ab, chosen in zip(images, ab_small, point_sets)]
 
     @torch.inference_mode()
     def predict_photos(
@@ -198,5 +207,36 @@ class Colorizer:
         guide = l_small if work == l_small.shape[-1] else torch.cat([model_input(image, work) for image in images])
         return self.smoothing(guide, ab_small)
 
-    def colorize(self, image: Image.Image, size: int | None = None, **options: Any) -> Image.Image:
-        return self.colorize_images([image], size=size, **options)[0]
+    def colorize(
+        self, image: Image.Image, size: int | None = None, points: Sequence[PointLike] | None = None, **options: Any
+    ) -> Image.Image:
+        """One photo; ``points``: its color points, ``[(x, y, "#rrggbb"), ...]``."""
+        return self.colorize_images([image], size=size, points=[points] if points else None, **options)[0]
+
+
+def per_photo_points(
+    images: Sequence[Image.Image], points: Sequence[Sequence[PointLike] | None] | None
+) -> list[list[ColorPoint]]:
+    """Each photo's points, checked (a bad point or one outside its photo is one line)."""
+    from chromalab.errors import ChromalabError
+
+    if points is None:
+        return [[] for _ in images]
+    if len(points) != len(images):
+        raise ChromalabError(f"points: {len(points)} point lists for {len(images)} photos; give one per photo (or None)")
+    checked = []
+    for number, (image, items) in enumerate(zip(images, points), 1):
+        where = "points" if len(images) == 1 else f"points of photo {number}"
+        chosen = make_points(items, where)
+        check_inside(chosen, image.width, image.height, where)
+        checked.append(chosen)
+    return checked
+
+
+def with_points(image: Image.Image, ab_small: torch.Tensor, points: Sequence[ColorPoint],
+                guide: PointGuide | None = None) -> torch.Tensor:
+    """``ab_small`` (2, h, w) corrected by ``points``; unchanged (the same tensor) without any.
+    ``guide``: the photo's PointGuide when the caller keeps one (the web page does)."""
+    if not points:
+        return ab_small
+    return (guide or PointGuide(image)).spread(ab_small, points)

@@ -5,10 +5,11 @@ model's prediction there (its *residual*) is spread over the pixels that are nea
 of similar lightness — a joint-bilateral splat of the residuals, guided by the photo's own L* —
 and fades to nothing far away, so a point fixes its region and leaves the rest to the model:
 
-    delta(p) = sum_i w_i(p) r_i / max(1, sum_i w_i(p)),
+    delta(p) = sum_i w_i(p) r_i / max(1/2, sum_i w_i(p)),
     w_i(p)   = exp(-|p - x_i|^2 / 2 s^2) * exp(-(L(p) - L_i)^2 / 2 t^2)
 
-with s a fraction of the photo's shorter side and t in L* units. Where points overlap, their
+with s a fraction of the photo's shorter side (smaller when many points share the photo) and
+t in L* units. Where points overlap, their
 residuals are averaged by weight; where one dominates, its own residual is applied; far from
 every point, nothing changes. It works on any model's a*b*, at a working grid of at most
 ``WORK_SIDE`` pixels a side (chroma is smooth: the full-resolution merge upsamples it under the
@@ -37,10 +38,16 @@ WORK_SIDE = 512  # the working grid's longest side: the guide's edges, at a few 
 class Propagation:
     """How far and how edge-aware a point's correction spreads (tuned in docs/points.md)."""
 
-    sigma_space: float = 0.15  # spatial fall-off, as a fraction of the photo's shorter side
-    sigma_lightness: float = 6.0  # L* units: a region of other lightness is another region
-    radius: float = 0.006  # a point's default footprint radius, fraction of the shorter side
-    guide_blur: float = 0.004  # the guide L* is smoothed this much (fraction): grain is not an edge
+    # Tuned on 100 photos of val/imagenet_det256 at 10 and 50 simulated points
+    # (benchmarks/propagation_tuning.py; docs/points.md has the grid).
+    sigma_space: float = 0.3  # spatial fall-off, as a fraction of the photo's shorter side
+    sigma_lightness: float = 12.0  # L* units: a region of other lightness is another region
+    radius: float = 0.004  # a point's default footprint radius, fraction of the shorter side
+    # Past this many points, the spatial fall-off shrinks with their mean spacing (1 / sqrt(N)):
+    # many points each govern a smaller area. 0: a fixed fall-off.
+    crowd: float = 10.0
+    sharpness: float = 2.0  # residuals mix by weight ** sharpness: above 1, the nearest point wins
+    floor: float = 0.5  # delta = sum(w r) / max(sum(w), floor): below 1, a point's full residual reaches further
 
 
 def work_size(width: int, height: int, limit: int = WORK_SIDE) -> tuple[int, int]:
@@ -61,11 +68,7 @@ class PointGuide:
             small = image
         else:
             small = image.resize((self.grid_width, self.grid_height), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        lightness = lightness_array(small)
-        blur = settings.guide_blur * min(self.grid_width, self.grid_height)
-        if blur > 0.3:
-            lightness = cv2.GaussianBlur(lightness, (0, 0), blur)
-        self.lightness = np.ascontiguousarray(lightness, dtype=np.float32)
+        self.lightness = np.ascontiguousarray(lightness_array(small), dtype=np.float32)
 
     @property
     def scale(self) -> float:
@@ -92,42 +95,46 @@ def spread_residuals(
         return predicted
     height, width = lightness.shape
     short = min(height, width)
-    sigma = max(settings.sigma_space * short, 0.5)
+    sigma = settings.sigma_space * short
+    if settings.crowd and len(points) > settings.crowd:
+        sigma /= math.sqrt(len(points) / settings.crowd)
+    sigma = max(sigma, 0.5)
     reach = int(math.ceil(3 * sigma))  # exp(-4.5): beyond 3 sigma a point adds under 1%
     inv_space = 1.0 / (2 * sigma * sigma)
     inv_range = 1.0 / (2 * settings.sigma_lightness**2)
     total = np.zeros((height, width, 2), dtype=np.float32)
     weight = np.zeros((height, width), dtype=np.float32)
+    centers, residuals, levels = [], [], []
     for point in points:
-        x, y = point.x * scale, point.y * scale
-        radius = max(0.5, (point.radius * scale) if point.radius is not None else settings.radius * short)
+        # A point names a photo pixel; on the grid, its center lies at (x + 0.5) * scale - 0.5.
+        x, y = (point.x + 0.5) * scale - 0.5, (point.y + 0.5) * scale - 0.5
+        radius = (point.radius * scale) if point.radius is not None else settings.radius * short
         footprint = _footprint(x, y, radius, width, height)
-        target = np.asarray(point.ab, dtype=np.float32)
-        residual = target - predicted[footprint].reshape(-1, 2).mean(axis=0)
-        level = float(lightness[footprint].mean())
-        top, bottom = max(0, int(y) - reach), min(height, int(y) + reach + 1)
-        left, right = max(0, int(x) - reach), min(width, int(x) + reach + 1)
-        rows = (np.arange(top, bottom, dtype=np.float32) + 0.5 - y) ** 2
-        cols = (np.arange(left, right, dtype=np.float32) + 0.5 - x) ** 2
+        residuals.append(np.asarray(point.ab, dtype=np.float32) - predicted[footprint].reshape(-1, 2).mean(axis=0))
+        levels.append(float(lightness[footprint].mean()))
+        centers.append((x, y))
+    mixing = np.zeros((height, width), dtype=np.float32)
+    for (x, y), level, residual in zip(centers, levels, residuals):
+        col, row = int(round(x)), int(round(y))
+        top, bottom = max(0, row - reach), min(height, row + reach + 1)
+        left, right = max(0, col - reach), min(width, col + reach + 1)
+        rows = (np.arange(top, bottom, dtype=np.float32) - y) ** 2
+        cols = (np.arange(left, right, dtype=np.float32) - x) ** 2
         window = lightness[top:bottom, left:right]
         w = np.exp(-(rows[:, None] + cols[None, :]) * inv_space - (window - level) ** 2 * inv_range)
         weight[top:bottom, left:right] += w
-        total[top:bottom, left:right] += w[..., None] * residual
-    np.maximum(weight, 1.0, out=weight)
-    return predicted + total / weight[..., None]
+        m = w if settings.sharpness == 1 else w**settings.sharpness
+        mixing[top:bottom, left:right] += m
+        total[top:bottom, left:right] += m[..., None] * residual
+    # The residuals' weighted mean, faded where the points' total weight is below the floor.
+    fade = np.minimum(weight / np.float32(settings.floor), 1.0)
+    return predicted + total * (fade / np.maximum(mixing, 1e-12))[..., None]
 
 
-def _footprint(x: float, y: float, radius: float, width: int, height: int) -> tuple[slice, slice] | np.ndarray:
-    """The grid pixels a point covers: those whose centers lie within ``radius`` (at least its own)."""
-    col, row = min(width - 1, max(0, int(x))), min(height - 1, max(0, int(y)))
-    if radius <= 0.75:
-        return (slice(row, row + 1), slice(col, col + 1))
-    reach = int(math.ceil(radius))
-    top, bottom = max(0, row - reach), min(height, row + reach + 1)
-    left, right = max(0, col - reach), min(width, col + reach + 1)
-    yy, xx = np.mgrid[top:bottom, left:right].astype(np.float32)
-    inside = (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= radius * radius
-    mask = np.zeros((height, width), dtype=bool)
-    mask[top:bottom, left:right] = inside
-    mask[row, col] = True
-    return mask
+def _footprint(x: float, y: float, radius: float, width: int, height: int) -> tuple[slice, slice]:
+    """The grid pixels a point covers: a square of side 2 * radius around it (at least its own
+    pixel), as index slices (cheap: a point's colour and lightness are means over it)."""
+    col, row = min(width - 1, max(0, int(round(x)))), min(height - 1, max(0, int(round(y))))
+    reach = max(0, int(round(radius)))
+    return (slice(max(0, row - reach), min(height, row + reach + 1)),
+            slice(max(0, col - reach), min(width, col + reach + 1)))
