@@ -35,6 +35,7 @@ TINY_KWARGS: dict[str, dict[str, Any]] = {
     "vae": {"depth": 3, "width": 8, "max_width": 16, "encoder_width": 8, "latent_dim": 4, "norm": "group"},
     "unet-vae": {"depth": 3, "width": 8, "max_width": 16, "encoder_width": 8, "latent_channels": 2, "norm": "group"},
     "classify": {"widths": [8, 16, 32], "norm": "group"},
+    "effunet-guided": {"pretrained": False, "decoder_widths": [16, 16, 8, 8], "norm": "group", "adapter_width": 8},
     "effclassify": {"pretrained": False, "decoder_widths": [16, 16, 8], "head_width": 16, "norm": "group"},
     "diffusion": {"widths": [16, 32], "chroma_stride": 2, "steps": 3},
 }
@@ -83,6 +84,8 @@ def forward_output(objective: ColorizationObjective, l_norm: torch.Tensor, targe
         return net(noisy, l_norm, torch.full((batch,), 5)), (batch, channels, *grid)
     if kind == "ClassificationObjective":
         return net(l_norm), (batch, NUM_BINS, height // 4, width // 4)
+    if kind == "GuidedObjective":  # its trainable part (the point adapters) acts only on points
+        return net(l_norm, objective.hints_for(target, seed=0)), tuple(target.shape)
     return net(l_norm), tuple(target.shape)
 
 

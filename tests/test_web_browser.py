@@ -211,3 +211,151 @@ def test_page_colorizes_compares_adjusts_and_downloads(server: str, photos: dict
         finally:
             browser.close()
     assert outside_requests == [], "the page must not reach beyond its own server"
+
+
+def lab_around(image: Image.Image, x: int, y: int, reach: int = 3) -> np.ndarray:
+    """Mean CIELAB (scikit-image) within ``reach`` pixels of (x, y)."""
+    lab = rgb2lab(np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0)
+    return lab[max(0, y - reach):y + reach + 1, max(0, x - reach):x + reach + 1].reshape(-1, 3).mean(axis=0)
+
+
+def marker_state(card) -> list[tuple[int, int, str]]:
+    return [(int(m.get_attribute("data-x")), int(m.get_attribute("data-y")), m.get_attribute("data-color"))
+            for m in card.locator(".point").all()]
+
+
+def test_color_points_recolor_the_clicked_region_and_round_trip_as_json(server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from chromalab.inference.points import points_from_json
+
+    photo = tmp_path / "yard.png"  # wide: a point's reach ends well before the far corner
+    synthetic_photo(11, 128, 72).convert("L").save(photo)
+    chosen = "#e01010"
+    red_ab = rgb2lab(np.array([[[0xe0, 0x10, 0x10]]]) / 255.0)[0, 0, 1:]
+    towards_red = red_ab / np.linalg.norm(red_ab)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(accept_downloads=True, viewport={"width": 1200, "height": 800})
+            page.set_default_timeout(20_000)
+            # The page keeps at most one live render in flight, however fast the changes come.
+            renders = {"in_flight": 0, "most": 0, "sent": 0}
+
+            def render_sent(request) -> None:
+                if request.url.endswith("/api/points/render") and '"seq"' in (request.post_data or ""):
+                    renders["in_flight"] += 1
+                    renders["sent"] += 1
+                    renders["most"] = max(renders["most"], renders["in_flight"])
+
+            def render_done(request) -> None:
+                if request.url.endswith("/api/points/render") and '"seq"' in (request.post_data or ""):
+                    renders["in_flight"] -= 1
+
+            page.on("request", render_sent)
+            page.on("requestfinished", render_done)
+            page.on("requestfailed", render_done)
+            page.goto(server)
+            page.wait_for_selector("body.ready")
+            page.set_input_files("#file-input", str(photo))
+            card = page.locator(".card").nth(0)
+            expect(card).to_have_class(has_class("done"))
+            before = shown_result(page, card)
+
+            # Point mode; a click on the photo places a point and offers the model's color there.
+            card.locator(".points-toggle").click()
+            expect(card).to_have_attribute("data-points", "ready")
+            layer = card.locator(".points-layer")
+            box = layer.bounding_box()
+            layer.click(position={"x": box["width"] * 0.16, "y": box["height"] * 0.28})
+            expect(page.locator("#point-popup")).to_be_visible()
+            expect(card.locator(".point")).to_have_count(1)
+            [(x, y, offered)] = marker_state(card)
+            assert abs(x - 0.16 * 128) <= 1.5 and abs(y - 0.28 * 72) <= 1.5
+            assert page.locator("#model-color").get_attribute("data-color") == offered
+            expect(page.locator("#suggested-colors button")).to_have_count(12)
+
+            # Any color: the region around the click turns red, the far corner stays as it was.
+            page.locator("#point-color").fill(chosen)
+            expect(card.locator(".point")).to_have_attribute("data-color", chosen)
+            expect(card).to_have_attribute("data-points", "ready")
+            expect(card.locator(".info")).to_contain_text("128×72 px · 1 point")
+            colored = shown_result(page, card)
+            assert colored.size == (128, 72)
+            near_shift = (lab_around(colored, x, y)[1:] - lab_around(before, x, y)[1:]) @ towards_red
+            chroma = lambda image, at: float(np.hypot(*lab_around(image, *at)[1:]))  # noqa: E731
+            assert near_shift > 20 and chroma(colored, (x, y)) > chroma(before, (x, y)) + 15
+            far = (118, 64)
+            assert np.abs(lab_around(colored, *far)[1:] - lab_around(before, *far)[1:]).max() < 3
+            page.keyboard.press("Escape")
+            expect(page.locator("#point-popup")).to_be_hidden()
+
+            # The full-size download carries the point.
+            with page.expect_download() as full_info:
+                card.locator("a.download").click()
+            full = Image.open(full_info.value.path())
+            assert full.size == (128, 72) and full_info.value.suggested_filename == "yard-colorized.png"
+            assert (lab_around(full, x, y)[1:] - lab_around(before, x, y)[1:]) @ towards_red > 20
+
+            # Download the points, clear them (back to the model's colors), load them back.
+            with page.expect_download() as points_info:
+                card.locator(".points-save").click()
+            saved = Path(points_info.value.path()).read_text()
+            assert [(p.x, p.y, p.color) for p in points_from_json(saved, "saved")] == [(x, y, chosen)]
+            card.locator(".points-clear").click()
+            expect(card.locator(".point")).to_have_count(0)
+            expect(card).to_have_attribute("data-points", "ready")
+            cleared = shown_result(page, card)
+            assert np.abs(lab_around(cleared, x, y)[1:] - lab_around(before, x, y)[1:]).max() < 3
+            points_file = tmp_path / "yard-points.json"
+            points_file.write_text(saved)
+            with page.expect_file_chooser() as chooser:
+                card.locator(".points-load").click()
+            chooser.value.set_files(str(points_file))
+            expect(card.locator(".point")).to_have_count(1)
+            assert marker_state(card) == [(x, y, chosen)]
+            expect(card).to_have_attribute("data-points", "ready")
+            reloaded = shown_result(page, card)
+            assert (lab_around(reloaded, x, y)[1:] - lab_around(before, x, y)[1:]) @ towards_red > 20
+
+            # Drag the point; Delete removes the selected point; Ctrl+Z brings each state back.
+            marker = card.locator(".point").first.bounding_box()
+            box = layer.bounding_box()  # the buttons below may have scrolled the page
+            page.mouse.move(marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=12)
+            page.mouse.up()
+            [(moved_x, moved_y, _)] = marker_state(card)
+            assert abs(moved_x - 64) <= 2 and abs(moved_y - 36) <= 2
+            page.keyboard.press("Delete")
+            expect(card.locator(".point")).to_have_count(0)
+            page.keyboard.press("Control+z")
+            expect(card.locator(".point")).to_have_count(1)
+            assert marker_state(card) == [(moved_x, moved_y, chosen)]
+            card.locator(".points-undo").click()
+            expect(card.locator(".point")).to_have_attribute("data-x", str(x))
+            expect(card).to_have_attribute("data-points", "ready")
+
+            # A file with a point outside the photo: one line on the card, the points stay.
+            bad_file = tmp_path / "bad-points.json"
+            bad_file.write_text('{"points": [{"x": 500, "y": 5, "color": "#00ff00"}]}')
+            with page.expect_file_chooser() as chooser:
+                card.locator(".points-load").click()
+            chooser.value.set_files(str(bad_file))
+            expect(card.locator(".error")).to_have_text("points: point 1 at (500, 5) is outside the 128x72 photo")
+            assert marker_state(card) == [(x, y, chosen)]
+
+            # Keyboard only: Enter on the photo places a point in the middle and opens its colors.
+            layer.focus()
+            page.keyboard.press("Enter")
+            expect(card.locator(".point")).to_have_count(2)
+            expect(page.locator("#model-color")).to_be_focused()
+            page.keyboard.press("Escape")
+            expect(page.locator("#point-popup")).to_be_hidden()
+            expect(layer).to_be_focused()
+            page.keyboard.press("Control+z")
+            expect(card.locator(".point")).to_have_count(1)
+            expect(card).to_have_attribute("data-points", "ready")
+            assert renders["sent"] >= 8 and renders["most"] == 1, renders
+        finally:
+            browser.close()

@@ -18,6 +18,7 @@ from PIL import Image
 from chromalab.checkpoint import ModelSpec, load_network
 from chromalab.color import uint8_to_float
 from chromalab.inference.fullres import full_resolution_lightness, merge_full_resolution, model_input
+from chromalab.inference.hints import points_to_hints
 from chromalab.inference.points import ColorPoint, PointLike, check_inside, make_points
 from chromalab.inference.propagation import PointGuide
 from chromalab.inference.smoothing import ChromaSmoothing
@@ -52,6 +53,9 @@ class Colorizer:
         self.backend: Backend = backend or self._torch_backend
         self.backend_name = "torch" if backend is None else "custom"
         self.precision = "fp32"  # what the network computes in: fp32, bf16 or int8
+        # Color points are spread by propagation over the prediction (for a point-guided network,
+        # over its prediction with the points); False: the network's own use of them only.
+        self.propagate_points = True
 
     @classmethod
     def load(
@@ -165,9 +169,18 @@ class Colorizer:
         in the photo's pixels (chromalab.inference.points); they correct the prediction by
         edge-aware propagation (chromalab.inference.propagation).
         """
-        ab_small = self.predict_photos(images, size=size, ab_transform=ab_transform, **options)
         point_sets = per_photo_points(images, points)
+        if self.takes_points and any(point_sets):  # a point-guided network sees them too
+            options["hints"] = points_to_hints(point_sets, [image.size for image in images], size or self.spec.size)
+        ab_small = self.predict_photos(images, size=size, ab_transform=ab_transform, **options)
+        if not self.propagate_points:
+            return [self.merge(image, ab) for image, ab in zip(images, ab_small)]
         return [self.merge(image, with_points(image, ab, chosen)) for image, ab, chosen in zip(images, ab_small, point_sets)]
+
+    @property
+    def takes_points(self) -> bool:
+        """Whether the network itself takes color points (a point-guided model)."""
+        return bool(getattr(self.net, "takes_points", False))
 
     @torch.inference_mode()
     def predict_photos(

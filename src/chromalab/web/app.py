@@ -3,8 +3,9 @@
 Routes: ``/`` (the page), ``/static/*`` (its script and style), ``GET /api/info`` (models,
 limits, which controls exist), ``POST /api/colorize`` (one photo -> the image, several ->
 a ZIP), ``POST /api/colorize-video`` (a video -> MP4 or WebM) and ``GET /api/progress``
-(frames done of the running video). Nothing here reaches the internet: FastAPI's interactive docs are switched off
-because they load their scripts from a CDN.
+(frames done of the running video), and the color-points editing routes under ``/api/points/``
+(see :mod:`chromalab.web.point_sessions`). Nothing here reaches the internet: FastAPI's
+interactive docs are switched off because they load their scripts from a CDN.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from chromalab.errors import ChromalabError
-from chromalab.web import jobs
+from chromalab.web import jobs, point_sessions
 from chromalab.web.catalog import ModelChoice, build_catalog
 from chromalab.web.limits import HostCheck, UploadLimit
 from chromalab.web.worker import InferenceWorker, QueueFull, Stopping
@@ -80,6 +81,8 @@ def create_app(
 
     app = FastAPI(title="chromalab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.worker = worker
+    sessions = point_sessions.SessionStore()
+    app.state.point_sessions = sessions
     app.add_middleware(UploadLimit, limit_mb=max_upload_mb)
     app.add_middleware(HostCheck, host=host)  # added last: runs first
 
@@ -108,7 +111,7 @@ def create_app(
     async def one_line_validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         field = str(first.get("loc", ["request"])[-1])
-        missing = {"images": "no photo uploaded", "video": "no video uploaded"}
+        missing = {"images": "no photo uploaded", "image": "no photo uploaded", "video": "no video uploaded"}
         message = missing.get(field) or f"{field}: {first.get('msg', 'invalid')}"
         return JSONResponse({"detail": message}, status_code=400)
 
@@ -208,6 +211,68 @@ def create_app(
             },
             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
         )
+
+    @app.post("/api/points/session")
+    async def open_points_session(
+        image: Annotated[UploadFile, File(description="one photo")],
+        model: Annotated[str, Form()] = "",
+        temperature: Annotated[float, Form()] = 0.0,
+        hue: Annotated[float, Form()] = 0.0,
+        saturation: Annotated[float, Form()] = 1.0,
+        reference: Annotated[UploadFile | None, File()] = None,
+    ) -> dict:
+        """Decode the photo and run the network once; renders with points then reuse both."""
+        choice = _choose_model(catalog(), model)
+        with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as folder:
+            upload = await _save(image, Path(folder) / "photo")
+            saved_reference = await _save(reference, Path(folder) / "reference") if reference else None
+            settings = jobs.Settings(temperature, hue, saturation, saved_reference)
+            try:
+                return await worker.run(point_sessions.open_session, worker, sessions, choice.path, choice.id,
+                                        upload, settings)
+            except jobs.ModelUnavailable as error:
+                raise HTTPException(500, f"model {choice.id} cannot be loaded: {error}") from None
+            except ChromalabError as error:
+                raise HTTPException(400, str(error)) from None
+
+    @app.post("/api/points/render")
+    async def render_points(request: Request) -> Response:
+        """The session's photo with the given points; an outdated ``seq`` is answered 409 unrendered."""
+        try:
+            order = point_sessions.parse_render((await request.body()).decode("utf-8", "replace"))
+            point_sessions.check_order(sessions, order)
+            pending = worker.submit(point_sessions.render, sessions, order)  # QueueFull: 503, nothing recorded
+            sessions.queued(order.session, order.seq)  # older renders still queued are now dropped
+            rendered = await pending
+        except point_sessions.Outdated as error:
+            return JSONResponse({"detail": str(error)}, status_code=409)
+        except point_sessions.SessionGone as error:
+            raise HTTPException(404, str(error)) from None
+        except ChromalabError as error:
+            raise HTTPException(400, str(error)) from None
+        return Response(rendered.data, media_type=rendered.media_type, headers={
+            "Content-Disposition": _attachment(rendered.name),
+            "X-Chromalab-Size": f"{rendered.width}x{rendered.height}",
+            "X-Chromalab-Photo-Size": f"{rendered.photo_width}x{rendered.photo_height}",
+            "X-Chromalab-Seconds": f"{rendered.seconds:.4f}",
+            "X-Chromalab-Seq": "" if order.seq is None else str(order.seq),
+        })
+
+    @app.get("/api/points/color")
+    async def points_model_color(session: str, x: float, y: float) -> dict:
+        """The model's own color at photo pixel (x, y): the page's first offer for a new point."""
+        try:
+            return await worker.run(point_sessions.model_color, sessions, session, x, y)
+        except point_sessions.SessionGone as error:
+            raise HTTPException(404, str(error)) from None
+        except ChromalabError as error:
+            raise HTTPException(400, str(error)) from None
+
+    @app.delete("/api/points/session/{session_id}", status_code=204)
+    async def close_points_session(session_id: str) -> Response:
+        """Free a session now (the page does when it opens a newer one or drops the photo)."""
+        sessions.remove(session_id)
+        return Response(status_code=204)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -63,13 +63,18 @@ class InferenceWorker:
 
         Raises QueueFull, at once, when ``max_queue`` jobs are already waiting or running.
         """
+        return await self.submit(job, *args)
+
+    def submit(self, job: Callable[..., T], *args: object) -> "asyncio.Future[T]":
+        """``run`` in two steps: queue now (or QueueFull), await the returned future later. For
+        callers that record something only once the job is surely queued (color points)."""
         with self._count_lock:
             if self._waiting >= self.max_queue:
                 raise QueueFull(f"{self._waiting} jobs are queued; try again shortly")
             self._waiting += 1
         future = self._executor.submit(job, *args)
         future.add_done_callback(self._finished)
-        return await asyncio.wrap_future(future)
+        return asyncio.wrap_future(future)
 
     def _finished(self, _future: object) -> None:
         with self._count_lock:

@@ -1,6 +1,7 @@
 // chromalab's page: a small client-side queue that sends one photo (or video) at a time to
-// POST /api/colorize (or /api/colorize-video) and shows each photo in a before/after wipe. Plain JavaScript, no
-// libraries and no network beyond this server, so the page works offline.
+// POST /api/colorize (or /api/colorize-video) and shows each photo in a before/after wipe; a
+// photo's "Color points" mode edits it through /api/points/*. Plain JavaScript, no libraries
+// and no network beyond this server, so the page works offline.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -10,6 +11,7 @@ const state = {
   referenceId: 0,     // bumps whenever the reference changes (part of the settings key)
   busy: false,        // a request is in flight
   info: null,         // GET /api/info
+  activePoints: null, // the photo whose color points the keyboard edits (the last one touched)
 };
 let nextId = 1;
 let settingsTimer = null;
@@ -98,6 +100,7 @@ function addFiles(files) {
     const video = Boolean(state.info && state.info.video) && isVideo(file);
     const item = { id: nextId++, file, video, card, key: null, blob: null, url: null, error: null };
     if (video) setUpVideoCard(item);
+    else setUpPoints(item);
     card.querySelector(".name").textContent = file.name;
     card.querySelector(".name").title = file.name;
     const before = card.querySelector(".before");
@@ -153,6 +156,7 @@ function wireWipe(card) {
 function removeItem(item) {
   state.items = state.items.filter((other) => other !== item);
   item.removed = true;
+  if (item.pts) forgetPoints(item);
   for (const url of [item.url, item.source, item.video && item.card.querySelector("video").src]) {
     if (url) URL.revokeObjectURL(url);
   }
@@ -173,13 +177,20 @@ function setCardState(item, status, detail = "") {
   error.hidden = status !== "error";
   error.textContent = status === "error" ? detail : "";
   if (status === "done") card.querySelector(".info").textContent = detail;
+  card.querySelector(".points-toggle").hidden = item.video || !item.blob;
 }
 
 // ---- the queue: one request at a time ------------------------------------------------------
 
 async function pump() {
-  if (state.busy || !state.info) return;
-  const item = state.items.find((candidate) => candidate.key !== settingsKey(candidate));
+  if (!state.info) return;
+  // A photo with color points is rendered by its points session, whatever the settings.
+  for (const item of state.items.filter(usesPoints)) {
+    if (item.pts.renderedKey !== sessionKey()) requestRender(item);
+    labelDownload(item, document.querySelector('input[name="format"]:checked').value);
+  }
+  if (state.busy) return;
+  const item = state.items.find((candidate) => candidate.key !== settingsKey(candidate) && !usesPoints(candidate));
   updateChrome();
   if (!item) return;
   state.busy = true;
@@ -234,17 +245,27 @@ async function colorize(item, key) {
     return;
   }
   const after = card.querySelector(".after");
+  const size = (response.headers.get("X-Chromalab-Size") || "").split("x");
+  item.infoText = `${size[0]}×${size[1]} px · ${seconds.toFixed(2)} s`;
+  const link = card.querySelector(".download");
+  Object.assign(link, { href: item.url, download: item.name, hidden: false });
+  labelDownload(item, s.format);
+  if (usesPoints(item)) {  // switched to color points meanwhile: their render is what shows
+    setCardState(item, "done", card.querySelector(".info").textContent);
+    return;
+  }
   after.src = item.url;
   await after.decode().catch(() => {});
   card.querySelector(".compare").style.aspectRatio = `${after.naturalWidth} / ${after.naturalHeight}`;
-  const link = card.querySelector(".download");
-  Object.assign(link, { href: item.url, download: item.name, hidden: false });
-  link.textContent = `Download ${s.format === "jpeg" ? "JPEG" : "PNG"}`;
-  setCardState(item, "done", `${after.naturalWidth}×${after.naturalHeight} px · ${seconds.toFixed(2)} s`);
+  setCardState(item, "done", item.infoText);
   const before = card.querySelector(".before");
   if (before.naturalWidth === 0) before.src = item.url;  // undisplayable upload (e.g. TIFF)
   card.classList.remove("no-preview");
   hideBanner();
+}
+
+function labelDownload(item, format) {
+  item.card.querySelector(".download").textContent = `Download ${format === "jpeg" ? "JPEG" : "PNG"}`;
 }
 
 function showVideoResult(item, response, seconds) {
@@ -296,12 +317,613 @@ function downloadName(response, uploadName, format) {
   return `${stem}-colorized.${format === "jpeg" ? "jpg" : format ? "png" : "mp4"}`;
 }
 
+// ---- color points --------------------------------------------------------------------------
+// A photo in "Color points" mode keeps an editing session on the server (the photo decoded and
+// the network run once); every change re-renders it there in a fraction of a second. At most
+// one render per photo is in flight: changes made meanwhile only mark it dirty, and when the
+// render returns the latest points are sent (older states are never sent at all). Renders
+// carry a sequence number, so the server drops any that a newer one overtook.
+
+const PREVIEW_SIDE = 2048;  // live previews; downloads are full size
+const HISTORY_LIMIT = 100;
+const SUGGESTED_COLORS = [
+  ["#f3d3b8", "light skin"], ["#d9a47e", "medium skin"], ["#a8704b", "tan skin"], ["#6b4028", "dark skin"],
+  ["#7fb2e5", "sky blue"], ["#5d8f3a", "grass green"], ["#a4482f", "brick red"], ["#d8c08a", "sand"],
+  ["#1f2f5c", "navy (clothing)"], ["#7a1f2b", "burgundy (clothing)"], ["#4a6b8a", "denim (clothing)"],
+  ["#f4f1e8", "white (clothing)"],
+];
+const popup = { item: null, index: -1, opened: 0 };
+
+const usesPoints = (item) => Boolean(item.pts) && (item.pointsMode || item.pts.points.length > 0);
+const copyPoints = (points) => points.map((point) => ({ ...point }));
+
+// What a session depends on: the model and the color controls (not the download format).
+function sessionKey() {
+  const s = { model: $("#model").value, reference: state.referenceId };
+  if (state.info && state.info.controls) {
+    for (const name of Object.keys(state.info.controls)) s[name] = $("#" + name).value;
+  }
+  return JSON.stringify(s);
+}
+
+function setUpPoints(item) {
+  const card = item.card;
+  item.pts = {
+    points: [], history: [], selected: -1, lastTag: null, good: [],
+    session: null, sessionKey: null, opening: null, width: 0, height: 0,
+    seq: 0, inFlight: false, dirty: false, renderedKey: null, url: null,
+  };
+  const layer = card.querySelector(".points-layer");
+  card.querySelector(".points-toggle").addEventListener("click", () => setPointsMode(item, !item.pointsMode));
+  layer.addEventListener("click", (event) => {
+    if (event.target === layer) addPointAt(item, layerFraction(item, event));
+  });
+  layer.addEventListener("keydown", (event) => {
+    if (event.target === layer && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      addPointAt(item, { x: 0.5, y: 0.5 }, true);
+    }
+  });
+  card.addEventListener("pointerdown", () => { state.activePoints = item; });
+  card.querySelector(".points-undo").addEventListener("click", () => undo(item));
+  card.querySelector(".points-delete").addEventListener("click", () => deletePoint(item, item.pts.selected));
+  card.querySelector(".points-clear").addEventListener("click", () => {
+    if (!item.pts.points.length) return;
+    remember(item, "clear");
+    item.pts.points = [];
+    changed(item, -1);
+  });
+  card.querySelector(".points-save").addEventListener("click", () => {
+    const stem = item.file.name.replace(/\.[^.]*$/, "") || "photo";
+    saveBlob(new Blob([pointsJson(item.pts.points)], { type: "application/json" }), `${stem}-points.json`);
+  });
+  card.querySelector(".points-load").addEventListener("click", () => {
+    state.activePoints = item;
+    $("#points-input").click();
+  });
+  card.querySelector(".download").addEventListener("click", async (event) => {
+    if (!usesPoints(item)) return;  // the plain result: the link's own file
+    event.preventDefault();
+    const result = await fullResolution(item);
+    if (result) saveBlob(result.blob, result.name);
+  });
+  new ResizeObserver(() => placeLayer(item)).observe(card.querySelector(".compare"));
+}
+
+function setPointsMode(item, on) {
+  const card = item.card;
+  item.pointsMode = on;
+  card.classList.toggle("points-mode", on);
+  card.querySelector(".points-toggle").setAttribute("aria-pressed", String(on));
+  card.querySelector(".points-bar").hidden = !on;
+  closePopup();
+  if (on) {
+    state.activePoints = item;
+    drawPoints(item);
+    card.querySelector(".points-layer").focus();
+    if (item.pts.points.length || item.key !== settingsKey(item)) {
+      requestRender(item);
+    } else {  // the result on show is the model's own: only the session is needed yet
+      item.pts.renderedKey = sessionKey();
+      setPointsState(item, "opening");
+      ensureSession(item).then(() => setPointsState(item, "ready"), (error) => pointsError(item, error.message));
+    }
+  } else if (!item.pts.points.length && item.url) {  // back to the plain result
+    card.querySelector(".after").src = item.url;
+    card.querySelector(".info").textContent = item.infoText || "";
+  }
+  updateChrome();
+  pump();
+}
+
+function setPointsState(item, value, text = "updating…") {
+  item.card.dataset.points = value;
+  item.card.querySelector(".points-busy").hidden = value !== "rendering" && value !== "opening";
+  item.card.querySelector(".points-busy-text").textContent = text;
+}
+
+// ---- the session and the renders
+
+async function ensureSession(item) {
+  while (item.pts.opening) await item.pts.opening.catch(() => {});
+  if (item.pts.session && item.pts.sessionKey === sessionKey()) return item.pts.session;
+  item.pts.opening = openSession(item, sessionKey());
+  try {
+    return await item.pts.opening;
+  } finally {
+    item.pts.opening = null;
+  }
+}
+
+async function openSession(item, key) {
+  const s = JSON.parse(key);
+  const form = new FormData();
+  form.append("image", item.file, item.file.name);
+  form.append("model", s.model);
+  if (state.info.controls) {
+    for (const name of Object.keys(state.info.controls)) form.append(name, s[name]);
+    if (state.reference) form.append("reference", state.reference, state.reference.name);
+  }
+  const response = await reach(fetch("/api/points/session", { method: "POST", body: form }));
+  if (!response.ok) throw new Error(await errorMessage(response));
+  const info = await response.json();
+  closeSession(item);
+  Object.assign(item.pts, { session: info.session, sessionKey: key, width: info.width, height: info.height });
+  return info.session;
+}
+
+function closeSession(item) {
+  if (item.pts.session) fetch(`/api/points/session/${item.pts.session}`, { method: "DELETE" }).catch(() => {});
+  item.pts.session = null;
+}
+
+async function reach(request) {
+  try {
+    return await request;
+  } catch (error) {
+    throw new Error("cannot reach the chromalab server — is `chromalab serve` still running?");
+  }
+}
+
+// A request on the photo's session; an expired (or evicted) session is opened again, once.
+async function withSession(item, send) {
+  const response = await reach(send(await ensureSession(item)));
+  if (response.status !== 404) return response;
+  item.pts.session = null;
+  return reach(send(await ensureSession(item)));
+}
+
+function renderRequest(session, points, extra) {
+  return fetch("/api/points/render", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ session, points, ...extra }),
+  });
+}
+
+function requestRender(item) {
+  item.pts.dirty = true;
+  setPointsState(item, "rendering");
+  if (!item.pts.inFlight) renderLoop(item);
+}
+
+async function renderLoop(item) {
+  item.pts.inFlight = true;
+  let ok = true;
+  try {
+    while (item.pts.dirty && !item.removed) {
+      item.pts.dirty = false;
+      ok = await renderOnce(item);
+    }
+  } finally {
+    item.pts.inFlight = false;
+  }
+  if (ok && !item.removed) setPointsState(item, "ready");
+}
+
+async function renderOnce(item) {
+  const seq = ++item.pts.seq;
+  const key = sessionKey();
+  const points = copyPoints(item.pts.points);
+  let response;
+  try {
+    response = await withSession(item, (session) =>
+      renderRequest(session, points, { seq, max_side: PREVIEW_SIDE, format: "jpeg" }));
+  } catch (error) {
+    return pointsError(item, error.message);
+  }
+  if (response.status === 409) return true;  // a newer change overtook it: nothing to show
+  if (response.status === 503) {  // the server's queue is full (other photos, other pages): retry
+    setPointsState(item, "rendering", "server busy, retrying…");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    setPointsState(item, "rendering");
+    item.pts.dirty = true;
+    return true;
+  }
+  if (!response.ok) {
+    // Only loaded files can hold bad points: go back to the last points that rendered.
+    // The picture on show is still that of those points, so nothing needs rendering.
+    const message = await errorMessage(response);
+    if (response.status === 400 && JSON.stringify(points) !== JSON.stringify(item.pts.good)) {
+      item.pts.points = copyPoints(item.pts.good);
+      item.pts.selected = -1;
+      closePopup();
+      drawPoints(item);
+    }
+    return pointsError(item, message);
+  }
+  const blob = await response.blob();
+  if (item.removed) return true;
+  item.pts.good = points;
+  item.pts.renderedKey = key;
+  await showRender(item, blob, response, points.length);
+  return true;
+}
+
+async function showRender(item, blob, response, count) {
+  const card = item.card;
+  if (item.pts.url) URL.revokeObjectURL(item.pts.url);
+  item.pts.url = URL.createObjectURL(blob);
+  const after = card.querySelector(".after");
+  after.src = item.pts.url;
+  await after.decode().catch(() => {});
+  const photo = (response.headers.get("X-Chromalab-Photo-Size") || "").replace("x", "×");
+  const shown = (response.headers.get("X-Chromalab-Size") || "").replace("x", "×");
+  const seconds = Number(response.headers.get("X-Chromalab-Seconds") || 0);
+  card.querySelector(".info").textContent = `${photo} px · ${count} point${count === 1 ? "" : "s"} · ` +
+    `${seconds.toFixed(2)} s${shown !== photo ? ` · preview ${shown}` : ""}`;
+  card.querySelector(".error").hidden = true;
+  placeLayer(item);
+}
+
+function pointsError(item, message) {
+  const error = item.card.querySelector(".error");
+  error.textContent = message;
+  error.hidden = false;
+  setPointsState(item, "error");
+  return false;
+}
+
+// The full-resolution result with the points (downloads and the ZIP): never dropped.
+async function fullResolution(item) {
+  const format = document.querySelector('input[name="format"]:checked').value;
+  try {
+    const points = copyPoints(item.pts.points);
+    const response = await withSession(item, (session) => renderRequest(session, points, { format }));
+    if (!response.ok) return pointsError(item, await errorMessage(response)) && null;
+    return { name: downloadName(response, item.file.name, format), blob: await response.blob() };
+  } catch (error) {
+    return pointsError(item, error.message) && null;
+  }
+}
+
+function forgetPoints(item) {
+  closeSession(item);
+  if (item.pts.url) URL.revokeObjectURL(item.pts.url);
+  if (popup.item === item) closePopup();
+  if (state.activePoints === item) state.activePoints = null;
+}
+
+// ---- points on the picture
+
+// The picture's box inside its <img> (object-fit: contain letterboxes it), in client pixels.
+function pictureBox(item) {
+  const img = item.card.querySelector(".after");
+  const box = img.getBoundingClientRect();
+  const ratio = img.naturalWidth && img.naturalHeight ? img.naturalWidth / img.naturalHeight : box.width / box.height;
+  let width = box.width;
+  let height = box.height;
+  if (width / height > ratio) width = height * ratio; else height = width / ratio;
+  return { left: box.left + (box.width - width) / 2, top: box.top + (box.height - height) / 2, width, height };
+}
+
+function placeLayer(item) {
+  if (!item.pointsMode) return;
+  const picture = pictureBox(item);
+  const compare = item.card.querySelector(".compare").getBoundingClientRect();
+  Object.assign(item.card.querySelector(".points-layer").style, {
+    left: `${picture.left - compare.left}px`, top: `${picture.top - compare.top}px`,
+    width: `${picture.width}px`, height: `${picture.height}px`, right: "auto", bottom: "auto",
+  });
+}
+
+// Where an event falls on the picture, as fractions of its width and height.
+function layerFraction(item, event) {
+  const box = item.card.querySelector(".points-layer").getBoundingClientRect();
+  return { x: (event.clientX - box.left) / box.width, y: (event.clientY - box.top) / box.height };
+}
+
+// Fractions of the picture -> the photo's own pixel (integers, inside the photo).
+function toPixel(item, fraction) {
+  const clamp = (value, size) => Math.min(size - 1, Math.max(0, Math.floor(value * size)));
+  return { x: clamp(fraction.x, item.pts.width), y: clamp(fraction.y, item.pts.height) };
+}
+
+function photoPixel(item, event) {
+  return toPixel(item, layerFraction(item, event));
+}
+
+function isLight(color) {
+  const [r, g, b] = [1, 3, 5].map((at) => parseInt(color.slice(at, at + 2), 16) / 255);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.6;
+}
+
+function drawPoints(item) {
+  const layer = item.card.querySelector(".points-layer");
+  layer.replaceChildren(...item.pts.points.map((point, index) => pointMarker(item, point, index)));
+  const count = item.pts.points.length;
+  const card = item.card;
+  card.querySelector(".points-undo").disabled = !item.pts.history.length;
+  card.querySelector(".points-delete").disabled = item.pts.selected < 0;
+  card.querySelector(".points-clear").disabled = !count;
+  card.querySelector(".points-save").disabled = !count;
+  card.dataset.pointCount = String(count);
+  placeLayer(item);
+}
+
+function pointMarker(item, point, index) {
+  const marker = document.createElement("button");
+  marker.type = "button";
+  marker.className = `point${isLight(point.color) ? " light" : ""}${index === item.pts.selected ? " selected" : ""}`;
+  marker.dataset.x = point.x;
+  marker.dataset.y = point.y;
+  marker.dataset.color = point.color;
+  marker.setAttribute("aria-label", `color point ${index + 1} at ${point.x}, ${point.y}: ${point.color}`);
+  positionMarker(item, marker, point);
+  let drag = null;
+  marker.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    state.activePoints = item;
+    select(item, index);
+    marker.focus();
+    marker.setPointerCapture(event.pointerId);
+    drag = { x: event.clientX, y: event.clientY, moved: false };
+  });
+  marker.addEventListener("pointermove", (event) => {
+    if (!drag || (!drag.moved && Math.hypot(event.clientX - drag.x, event.clientY - drag.y) < 4)) return;
+    if (!drag.moved) {
+      drag.moved = true;
+      remember(item, `drag:${++popup.opened}`);
+      closePopup();
+    }
+    Object.assign(point, photoPixel(item, event));
+    positionMarker(item, marker, point);
+    requestRender(item);
+  });
+  marker.addEventListener("pointerup", () => {
+    if (drag && !drag.moved) openPopup(item, index);
+    if (drag && drag.moved) drawPoints(item);
+    drag = null;
+  });
+  marker.addEventListener("click", (event) => {
+    event.stopPropagation();
+    if (event.detail === 0) openPopup(item, index, null, true);  // Enter or Space on the focused point
+  });
+  marker.addEventListener("keydown", (event) => {
+    const steps = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[event.key];
+    if (!steps) return;
+    event.preventDefault();
+    const layer = item.card.querySelector(".points-layer").getBoundingClientRect();
+    const step = Math.max(1, Math.round(item.pts.width / layer.width)) * (event.shiftKey ? 10 : 1);
+    remember(item, `nudge:${index}`);
+    point.x = Math.min(item.pts.width - 1, Math.max(0, point.x + steps[0] * step));
+    point.y = Math.min(item.pts.height - 1, Math.max(0, point.y + steps[1] * step));
+    positionMarker(item, marker, point);
+    marker.setAttribute("aria-label", `color point ${index + 1} at ${point.x}, ${point.y}: ${point.color}`);
+    requestRender(item);
+  });
+  return marker;
+}
+
+function positionMarker(item, marker, point) {
+  marker.style.left = `${((point.x + 0.5) / item.pts.width) * 100}%`;
+  marker.style.top = `${((point.y + 0.5) / item.pts.height) * 100}%`;
+  marker.style.background = point.color;
+  marker.dataset.x = point.x;
+  marker.dataset.y = point.y;
+  marker.dataset.color = point.color;
+}
+
+function select(item, index) {
+  item.pts.selected = index;
+  item.card.querySelectorAll(".point").forEach((marker, at) => marker.classList.toggle("selected", at === index));
+  item.card.querySelector(".points-delete").disabled = index < 0;
+}
+
+// ---- editing: every change is one undo step (a drag, or one popup's color choices, is one)
+
+function remember(item, tag) {
+  if (tag && tag === item.pts.lastTag) return;
+  item.pts.lastTag = tag;
+  item.pts.history.push(copyPoints(item.pts.points));
+  if (item.pts.history.length > HISTORY_LIMIT) item.pts.history.shift();
+}
+
+function changed(item, selected) {
+  item.pts.selected = selected;
+  drawPoints(item);
+  requestRender(item);
+}
+
+async function addPointAt(item, fraction, fromKeyboard = false) {
+  state.activePoints = item;
+  let color = "#808080";
+  let pixel;
+  try {
+    await ensureSession(item);  // the photo's size in pixels comes with it
+    pixel = toPixel(item, fraction);
+    const response = await withSession(item, (session) =>
+      fetch(`/api/points/color?session=${encodeURIComponent(session)}&x=${pixel.x}&y=${pixel.y}`));
+    if (!response.ok) return pointsError(item, await errorMessage(response));
+    color = (await response.json()).color;
+  } catch (error) {
+    return pointsError(item, error.message);
+  }
+  remember(item, `add:${++popup.opened}`);
+  item.pts.points.push({ x: pixel.x, y: pixel.y, color });
+  changed(item, item.pts.points.length - 1);
+  openPopup(item, item.pts.points.length - 1, color, fromKeyboard);
+  return true;
+}
+
+function deletePoint(item, index) {
+  if (index < 0 || index >= item.pts.points.length) return;
+  remember(item, `delete:${++popup.opened}`);
+  item.pts.points.splice(index, 1);
+  closePopup();
+  changed(item, -1);
+  item.card.querySelector(".points-layer").focus();
+}
+
+function undo(item) {
+  if (!item.pts.history.length) return;
+  item.pts.points = item.pts.history.pop();
+  item.pts.lastTag = null;
+  closePopup();
+  changed(item, -1);
+}
+
+function setPointColor(item, index, color, tag) {
+  const point = item.pts.points[index];
+  if (!point || point.color === color) return;
+  remember(item, tag);
+  point.color = color;
+  drawPoints(item);
+  requestRender(item);
+}
+
+function pointsJson(points) {  // chromalab.inference.points.points_to_json's layout
+  const plain = points.map(({ x, y, color, radius }) => (radius == null ? { x, y, color } : { x, y, color, radius }));
+  return JSON.stringify({ points: plain }, null, 2) + "\n";
+}
+
+async function loadPoints(item, file) {
+  let document_;
+  try {
+    document_ = JSON.parse(await file.text());
+  } catch (error) {
+    return pointsError(item, `${file.name}: not valid JSON`);
+  }
+  const points = document_ && Array.isArray(document_.points) ? document_.points : null;
+  if (!points || points.some((point) => !point || typeof point !== "object")) {
+    return pointsError(item, `${file.name}: expected {"points": [{"x": .., "y": .., "color": "#rrggbb"}, ...]}`);
+  }
+  if (!item.pointsMode) setPointsMode(item, true);
+  await ensureSession(item).catch(() => {});
+  remember(item, `load:${++popup.opened}`);
+  // Checked by the server's render (a bad point is its one-line 400); "B03A2E" shown as "#b03a2e".
+  item.pts.points = points.map((point) => {
+    const color = typeof point.color === "string" && /^#?[0-9a-fA-F]{6}$/.test(point.color.trim())
+      ? `#${point.color.trim().replace("#", "").toLowerCase()}` : point.color;
+    return { ...point, color };
+  });
+  changed(item, -1);
+  return true;
+}
+
+// ---- the color popup
+
+function openPopup(item, index, modelColor = null, focus = false) {
+  const point = item.pts.points[index];
+  if (!point) return;
+  popup.item = item;
+  popup.index = index;
+  popup.opened += 1;
+  select(item, index);
+  const box = $("#point-popup");
+  $("#point-color").value = point.color;
+  showModelColor(modelColor);
+  if (!modelColor) {
+    const opened = popup.opened;
+    withSession(item, (session) =>
+      fetch(`/api/points/color?session=${encodeURIComponent(session)}&x=${point.x}&y=${point.y}`))
+      .then((response) => (response.ok ? response.json() : null))
+      .then((answer) => { if (answer && popup.opened === opened) showModelColor(answer.color); })
+      .catch(() => {});
+  }
+  box.hidden = false;
+  placePopup();
+  if (focus) (modelColor ? $("#model-color") : $("#point-color")).focus();
+}
+
+// Beside its point, inside the window; closed when the point scrolls out of view.
+function placePopup() {
+  const box = $("#point-popup");
+  const markerElement = popup.item && popup.item.card.querySelectorAll(".point")[popup.index];
+  if (box.hidden || !markerElement) return;
+  const marker = markerElement.getBoundingClientRect();
+  if (marker.bottom < 0 || marker.top > window.innerHeight) {
+    closePopup();
+    return;
+  }
+  const width = box.offsetWidth;
+  const height = box.offsetHeight;
+  let left = marker.right + 12;
+  if (left + width > window.innerWidth - 8) left = Math.max(8, marker.left - 12 - width);
+  const top = Math.min(Math.max(8, marker.top - 24), window.innerHeight - height - 8);
+  Object.assign(box.style, { left: `${left}px`, top: `${top}px` });
+}
+
+function showModelColor(color) {
+  const button = $("#model-color");
+  button.dataset.color = color || "";
+  button.disabled = !color;
+  button.querySelector(".swatch").style.background = color || "transparent";
+  $("#model-color-value").textContent = color || "…";
+}
+
+function closePopup() {
+  const box = $("#point-popup");
+  if (!box.hidden && box.contains(document.activeElement) && popup.item) {
+    popup.item.card.querySelector(".points-layer").focus();  // keyboard users stay on the photo
+  }
+  box.hidden = true;
+  popup.item = null;
+  popup.index = -1;
+}
+
+function chooseColor(color) {
+  if (popup.item) setPointColor(popup.item, popup.index, color, `color:${popup.opened}`);
+}
+
+function wirePointsPage() {
+  const swatches = $("#suggested-colors");
+  for (const [color, name] of SUGGESTED_COLORS) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.style.background = color;
+    button.title = `${name} (${color})`;
+    button.setAttribute("aria-label", name);
+    button.addEventListener("click", () => chooseColor(color));
+    swatches.appendChild(button);
+  }
+  $("#model-color").addEventListener("click", (event) => chooseColor(event.currentTarget.dataset.color));
+  $("#point-color").addEventListener("input", (event) => chooseColor(event.target.value));
+  $("#point-popup-close").addEventListener("click", closePopup);
+  $("#point-popup-delete").addEventListener("click", () => { if (popup.item) deletePoint(popup.item, popup.index); });
+  $("#points-input").addEventListener("change", (event) => {
+    const file = event.target.files[0];
+    event.target.value = "";
+    if (file && state.activePoints) loadPoints(state.activePoints, file);
+  });
+  // A click anywhere but the popup or a photo's points closes the popup.
+  document.addEventListener("pointerdown", (event) => {
+    if (!$("#point-popup").hidden && !event.target.closest("#point-popup, .points-layer")) closePopup();
+  });
+  window.addEventListener("scroll", placePopup, { passive: true });
+  window.addEventListener("resize", placePopup);
+  document.addEventListener("keydown", pointsKeys);
+}
+
+function isTyping(target) {
+  return target.isContentEditable || target.tagName === "TEXTAREA" ||
+    (target.tagName === "INPUT" && /^(text|search|number|email|url|password)$/.test(target.type));
+}
+
+function pointsKeys(event) {
+  const item = state.activePoints;
+  if (event.key === "Escape" && !$("#point-popup").hidden) {
+    closePopup();
+    return;
+  }
+  if (!item || !item.pointsMode || item.removed || isTyping(event.target)) return;
+  if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    undo(item);
+  } else if ((event.key === "Delete" || event.key === "Backspace") && item.pts.selected >= 0 &&
+             !(event.target.tagName === "INPUT" && event.target.type !== "color")) {
+    event.preventDefault();
+    deletePoint(item, item.pts.selected);
+  }
+}
+
 // ---- page chrome ---------------------------------------------------------------------------
 
 function updateChrome() {
   const items = state.items;
   const done = items.filter((item) => item.blob && !item.error);
-  const outdated = items.filter((item) => item.key !== settingsKey(item));
+  const outdated = items.filter((item) => item.key !== settingsKey(item) && !usesPoints(item));
   const waiting = outdated.length;
   for (const item of items) item.card.classList.toggle("stale", Boolean(item.blob) && outdated.includes(item));
   const status = $("#status");
@@ -396,10 +1018,18 @@ function uniqueNames(items) {
 async function downloadAll() {
   const done = state.items.filter((item) => item.blob && !item.error);
   if (!done.length) return;
-  const blob = await zipBlob(uniqueNames(done));
+  const entries = [];
+  for (const item of done) {  // photos with points: their full-resolution render
+    entries.push(usesPoints(item) ? await fullResolution(item) : item);
+    if (!entries[entries.length - 1]) return;  // its error is on its card
+  }
+  saveBlob(await zipBlob(uniqueNames(entries)), "colorized.zip");
+}
+
+function saveBlob(blob, name) {
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
-  link.download = "colorized.zip";
+  link.download = name;
   document.body.appendChild(link);
   link.click();
   link.remove();
@@ -428,6 +1058,7 @@ function wireDropzone() {
 
 async function start() {
   wireDropzone();
+  wirePointsPage();
   $("#download-all").addEventListener("click", downloadAll);
   $("#clear-all").addEventListener("click", () => [...state.items].forEach(removeItem));
   for (const radio of document.querySelectorAll('input[name="format"]')) {

@@ -1,0 +1,324 @@
+"""Color points on the web page: one editing session per photo, kept between clicks.
+
+Placing a point must update the result in a fraction of a second, so the slow half of
+colorizing is done once, when the page opens a session (``POST /api/points/session``): the
+photo is decoded, the network runs, and the session keeps the decoded photo, its
+full-resolution L*, the network's a*b* (with the page's controls applied) and a
+:class:`~chromalab.inference.propagation.PointGuide`. Each render (``POST /api/points/render``)
+then only spreads the points (milliseconds on the guide's small grid), merges with the KEPT L*
+(at full size, or at a preview size whose L* is computed once and kept too) and encodes.
+
+Renders carry a sequence number: a change that a newer one replaces is not worth computing,
+so the store remembers the newest number queued per session and a render older than that is
+refused (409) on arrival and again when the worker reaches it, without computing.
+
+Sessions live in a small LRU store, bounded in count, in bytes and in idle time: an editing
+session is a convenience, not storage, and the page re-opens one transparently when its
+session has gone (404).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from chromalab.color import AB_SCALE
+from chromalab.errors import ChromalabError
+from chromalab.inference.colorizer import with_points
+from chromalab.inference.fullres import lab_to_srgb_uint8, lightness_array, merge_full_resolution
+from chromalab.inference.points import ColorPoint, check_inside, points_from_json, rgb_to_hex
+from chromalab.inference.propagation import PointGuide, work_size
+from chromalab.web.jobs import (
+    FORMATS, JPEG_QUALITY, PNG_COMPRESS_LEVEL, Settings, Upload, build_transform, check_pixel_budget,
+    load_model, open_upload, output_name,
+)
+from chromalab.web.worker import InferenceWorker
+
+MAX_SESSIONS = 4  # photos being edited at once; a fifth evicts the least recently used
+MAX_SESSION_BYTES = 1 << 30  # all sessions together: one 50-MP color photo is ~0.35 GB
+SESSION_IDLE_SECONDS = 30 * 60  # an untouched session is dropped after this
+PREVIEW_SIDE = 2048  # what the page asks for while editing (longest side of the preview)
+PREVIEW_JPEG_QUALITY = 90  # live previews: a third smaller than 95 (less to send and decode at every change)
+KEPT_PREVIEWS = 2  # preview sizes whose L* a session keeps (the page asks for one)
+
+
+class SessionGone(ChromalabError):
+    """No such session: never opened, evicted, or expired. The page opens a new one."""
+
+
+class Outdated(Exception):
+    """A render whose sequence number a newer render of the same session has overtaken."""
+
+    def __init__(self, seq: int, newest: int) -> None:
+        super().__init__(f"change {seq} was replaced by change {newest}; not rendered")
+
+
+@dataclass
+class PointSession:
+    """What a photo's renders reuse: everything that does not depend on the points."""
+
+    id: str
+    name: str  # the user's file name, for download names
+    model_id: str
+    photo: Image.Image  # decoded once ("L" for gray photos)
+    lightness: np.ndarray  # (H, W) float32 L* at full resolution, computed once
+    ab_small: torch.Tensor  # (2, h, w) normalized a*b*: the network's, with the page's controls
+    guide: PointGuide
+    previews: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict)  # L* by preview side
+    newest_seq: int = -1
+    last_used: float = 0.0
+
+    @property
+    def width(self) -> int:
+        return self.photo.width
+
+    @property
+    def height(self) -> int:
+        return self.photo.height
+
+    @property
+    def nbytes(self) -> int:
+        """Memory it holds, counting room for its preview L* (which it fills lazily)."""
+        photo = self.width * self.height * len(self.photo.getbands())
+        preview = min(self.lightness.nbytes, PREVIEW_SIDE * PREVIEW_SIDE * 4)
+        return photo + self.lightness.nbytes + self.guide.lightness.nbytes + KEPT_PREVIEWS * preview
+
+    def lightness_at(self, max_side: int) -> np.ndarray:
+        """L* for an output whose longest side is at most ``max_side`` (0: full size); a
+        preview's L* is made once (the photo resized, as the network's input is) and kept."""
+        if max_side <= 0 or max_side >= max(self.width, self.height):
+            return self.lightness
+        if max_side in self.previews:
+            self.previews.move_to_end(max_side)
+            return self.previews[max_side]
+        size = work_size(self.width, self.height, max_side)
+        small = self.photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        self.previews[max_side] = lightness_array(small)
+        while len(self.previews) > KEPT_PREVIEWS:
+            self.previews.popitem(last=False)
+        return self.previews[max_side]
+
+    def model_color(self, x: float, y: float) -> str:
+        """The model's own color (no points) at photo pixel (x, y), as the full-size merge
+        makes it: the photo's L* there with the network's a*b* upsampled bilinearly."""
+        row = min(self.height - 1, max(0, int(y)))
+        col = min(self.width - 1, max(0, int(x)))
+        ab = _bilinear_ab(self.ab_small, x, y, self.width, self.height) * np.float32(AB_SCALE)
+        pixel = lab_to_srgb_uint8(self.lightness[row:row + 1, col:col + 1], ab.reshape(1, 1, 2))
+        return rgb_to_hex(pixel[0, 0])
+
+
+def _bilinear_ab(ab_small: torch.Tensor, x: float, y: float, width: int, height: int) -> np.ndarray:
+    """ab_small (2, h, w) at photo pixel (x, y), sampled as OpenCV's INTER_LINEAR upsampling
+    samples it (half-pixel centers, edges clamped) -> (2,) normalized."""
+    small = ab_small.detach().float().numpy()
+    _, h, w = small.shape
+
+    def axis(position: float, photo_size: int, grid_size: int) -> tuple[int, int, float]:
+        source = min(max((position + 0.5) * grid_size / photo_size - 0.5, 0.0), grid_size - 1.0)
+        low = int(source)
+        return low, min(low + 1, grid_size - 1), source - low
+
+    top, bottom, fy = axis(int(y), height, h)
+    left, right, fx = axis(int(x), width, w)
+    upper = small[:, top, left] * (1 - fx) + small[:, top, right] * fx
+    lower = small[:, bottom, left] * (1 - fx) + small[:, bottom, right] * fx
+    return (upper * (1 - fy) + lower * fy).astype(np.float32)
+
+
+class SessionStore:
+    """A few sessions, least recently used first out; bounded in count, bytes and idle time.
+
+    Shared by the event loop (look-ups, sequence numbers) and the inference thread (adding,
+    rendering), hence the lock.
+    """
+
+    def __init__(self, max_sessions: int = MAX_SESSIONS, max_bytes: int = MAX_SESSION_BYTES,
+                 idle_seconds: float = SESSION_IDLE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_sessions = max_sessions
+        self.max_bytes = max_bytes
+        self.idle_seconds = idle_seconds
+        self._clock = clock
+        self._sessions: OrderedDict[str, PointSession] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(session.nbytes for session in self._sessions.values())
+
+    def add(self, session: PointSession) -> None:
+        """Keep ``session``, evicting the least recently used ones beyond the bounds (the new
+        one always stays: a photo the server accepted can always be edited)."""
+        with self._lock:
+            self._expire()
+            session.last_used = self._clock()
+            self._sessions[session.id] = session
+            total = sum(kept.nbytes for kept in self._sessions.values())
+            while len(self._sessions) > 1 and (len(self._sessions) > self.max_sessions or total > self.max_bytes):
+                _, evicted = self._sessions.popitem(last=False)
+                total -= evicted.nbytes
+
+    def get(self, session_id: str) -> PointSession:
+        with self._lock:
+            return self._touch(session_id)
+
+    def remove(self, session_id: str) -> bool:
+        with self._lock:
+            return self._sessions.pop(session_id, None) is not None
+
+    def current(self, session_id: str, seq: int | None) -> PointSession:
+        """The session, if render ``seq`` is not older than the newest it has queued (else
+        Outdated). ``seq`` None (downloads, scripts): never outdated."""
+        with self._lock:
+            session = self._touch(session_id)
+            if seq is not None and seq < session.newest_seq:
+                raise Outdated(seq, session.newest_seq)
+            return session
+
+    def queued(self, session_id: str, seq: int | None) -> None:
+        """Render ``seq`` is on the worker's queue: from now on older ones are outdated. Only
+        queued renders count, so a render refused as busy (503) cannot make the renders before
+        it be dropped and leave the user's latest change unrendered."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is not None and seq is not None:
+                session.newest_seq = max(session.newest_seq, seq)
+
+    def _touch(self, session_id: str) -> PointSession:
+        self._expire()
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionGone("this photo's color-points session has expired or does not exist; open it again")
+        session.last_used = self._clock()
+        self._sessions.move_to_end(session_id)
+        return session
+
+    def _expire(self) -> None:
+        deadline = self._clock() - self.idle_seconds
+        for session_id in [key for key, kept in self._sessions.items() if kept.last_used < deadline]:
+            del self._sessions[session_id]
+
+
+# ---- what the inference thread does ------------------------------------------------------------
+
+
+def open_session(worker: InferenceWorker, store: SessionStore, model_file: Path, model_id: str,
+                 upload: Upload, settings: Settings) -> dict[str, Any]:
+    """Decode the photo, run the network once, keep what every render reuses; the page's reply."""
+    started = time.perf_counter()
+    check_pixel_budget([upload])  # refused from its header, before decoding
+    transform = build_transform(settings)
+    colorizer = load_model(worker, model_file)
+    photo = open_upload(upload)
+    ab_small = colorizer.predict_photos([photo], ab_transform=transform)[0].clone()
+    session = PointSession(
+        id=secrets.token_urlsafe(12), name=upload.name, model_id=model_id, photo=photo,
+        lightness=lightness_array(photo), ab_small=ab_small, guide=PointGuide(photo),
+    )
+    store.add(session)
+    return {
+        "session": session.id, "width": session.width, "height": session.height, "model": model_id,
+        "preview_side": PREVIEW_SIDE, "seconds": round(time.perf_counter() - started, 4),
+    }
+
+
+@dataclass(frozen=True)
+class RenderOrder:
+    """A parsed ``POST /api/points/render`` body."""
+
+    session: str
+    points: list[ColorPoint]
+    seq: int | None = None  # None: a download or a script; never dropped as outdated
+    max_side: int = 0  # longest side of the image returned; 0: the photo's full size
+    image_format: str = "png"
+
+
+def parse_render(text: str) -> RenderOrder:
+    """The render body: the points file's JSON plus ``session``, ``seq``, ``max_side`` and
+    ``format``. Any problem is one ChromalabError line."""
+    points = points_from_json(text, "points")  # malformed JSON and bad points: its own lines
+    document = json.loads(text)
+    session = document.get("session")
+    if not isinstance(session, str) or not session:
+        raise ChromalabError('render: "session" is missing (the id POST /api/points/session returned)')
+    seq = _whole_number(document, "seq", None)
+    max_side = _whole_number(document, "max_side", 0)
+    image_format = document.get("format", "png")
+    if image_format not in FORMATS:
+        raise ChromalabError(f"render: format {image_format!r}; choose {' or '.join(FORMATS)}")
+    return RenderOrder(session, points, seq, max_side, image_format)
+
+
+def _whole_number(document: dict[str, Any], key: str, default: int | None) -> int | None:
+    value = document.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ChromalabError(f"render: {key} {value!r} is not a whole number >= 0")
+    return value
+
+
+def check_order(store: SessionStore, order: RenderOrder) -> PointSession:
+    """Before queueing: the session exists, the points lie inside its photo and the order is
+    not outdated. Raises SessionGone, ChromalabError or Outdated."""
+    session = store.current(order.session, order.seq)
+    check_inside(order.points, session.width, session.height, "points")
+    return session
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    media_type: str
+    name: str
+    width: int  # of the image returned (a preview may be smaller than the photo)
+    height: int
+    photo_width: int
+    photo_height: int
+    seconds: float  # spread + merge + encode, on the inference thread
+
+
+def render(store: SessionStore, order: RenderOrder) -> Rendered:
+    """The photo with its points: spread on the guide, merged with the kept L*, encoded."""
+    session = store.current(order.session, order.seq)  # dropped here if overtaken while queued
+    started = time.perf_counter()
+    ab = with_points(session.photo, session.ab_small, order.points, session.guide)
+    pixels = merge_full_resolution(session.lightness_at(order.max_side), ab.unsqueeze(0))
+    data = encode_pixels(pixels, order.image_format, preview=order.max_side > 0)
+    height, width = pixels.shape[:2]
+    return Rendered(data, FORMATS[order.image_format][1], output_name(session.name, order.image_format),
+                    width, height, session.width, session.height, time.perf_counter() - started)
+
+
+def encode_pixels(pixels: np.ndarray, image_format: str, preview: bool) -> bytes:
+    """JPEG 90 for live previews (encoding is a third of a render), else as /api/colorize."""
+    buffer = io.BytesIO()
+    image = Image.fromarray(pixels)
+    if image_format == "jpeg":
+        image.save(buffer, format="JPEG", quality=PREVIEW_JPEG_QUALITY if preview else JPEG_QUALITY)
+    else:
+        image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def model_color(store: SessionStore, session_id: str, x: float, y: float) -> dict[str, Any]:
+    """The model's color at a photo pixel: what the page offers first for a new point."""
+    session = store.get(session_id)
+    check_inside([ColorPoint(x, y, "#000000")], session.width, session.height, "point")
+    return {"x": x, "y": y, "color": session.model_color(x, y)}
