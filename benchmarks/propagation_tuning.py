@@ -5,8 +5,8 @@ merges, so a grid of settings costs seconds per setting. The photos are the eval
 protocol's (shorter side to 256, center crop, gray input = the photo's L*), the points those of
 ``chromalab evaluate --points N`` (chromalab.evaluation.simulated_points).
 
-    python benchmarks/propagation_tuning.py --data ../shared/data/val/imagenet_det256 --limit 300 \\
-        --grid sigma_space=0.08,0.12,0.16 sigma_lightness=4,6,9 --points 10 50
+    python benchmarks/propagation_tuning.py --data ../shared/data/val/imagenet_det256 --every 5 \\
+        --grid sigma_space=0.35,0.45 sigma_chroma=0,4 --points 10 50
 """
 
 from __future__ import annotations
@@ -41,13 +41,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/val/imagenet_det256")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--every", type=int, default=5,
+                        help="take every K-th photo (sorted by name): a sample of every class, not the first few")
+    parser.add_argument("--gray", action="store_true", help="spread the points over the gray photo (a*b* = 0), not a model")
     parser.add_argument("--points", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--grid", nargs="*", default=[], help="NAME=V1,V2 over Propagation's fields")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    paths = collect_paths(args.data, args.limit)
+    paths = collect_paths(args.data)[:: args.every][: args.limit]
     colorizer = Colorizer.load(args.model)
     truths, grays, predictions, point_sets = [], [], [], []
     started = time.perf_counter()
@@ -57,7 +60,7 @@ def main() -> None:
         gray = to_image(gray_version(truth_t.unsqueeze(0))[0])
         truths.append(truth_t)
         grays.append(gray)
-        predictions.append(colorizer.predict_photos([gray])[0])
+        predictions.append(torch.zeros(2, 1, 1) if args.gray else colorizer.predict_photos([gray])[0])
         point_sets.append(simulate_points(truth, max(args.points), photo_rng(path)))
     truth_u8 = torch.stack(truths)
     truth_lab = M.lab_of(truth_u8)

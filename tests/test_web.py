@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 from skimage.color import rgb2lab
@@ -516,7 +517,7 @@ def lab_window(image: Image.Image, x: int, y: int, reach: int = 3) -> np.ndarray
 
 @pytest.fixture(scope="module")
 def wide_gray_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wide enough that a point's reach (3 x 0.3 x the shorter side) ends well before the far corner."""
+    """Wide enough that a point's reach (3 x 0.35 x the shorter side) ends well before the far corner."""
     path = tmp_path_factory.mktemp("points") / "yard.png"
     synthetic_photo(11, width=128, height=72).convert("L").save(path)
     return path
@@ -547,6 +548,31 @@ def test_points_session_renders_the_colorizer_result_with_and_without_points(
     towards_red = (lab_window(after, *near)[1:] - lab_window(before, *near)[1:]) @ (red_ab / np.linalg.norm(red_ab))
     assert towards_red > 20
     assert np.abs(lab_window(after, *far)[1:] - lab_window(before, *far)[1:]).max() < 2
+
+
+def test_a_point_guided_model_sees_the_points_at_every_render(wide_gray_photo: Path, tmp_path: Path) -> None:
+    from chromalab.checkpoint import ModelSpec, save_network
+    from chromalab.models import create_model
+
+    torch.manual_seed(0)
+    kwargs = {"pretrained": False, "decoder_widths": [16, 16, 8, 8], "adapter_width": 8, "norm": "group"}
+    net = create_model("effunet-guided", **kwargs).eval()
+    for adapter in net.adapters:  # as if trained: the network answers the points itself
+        torch.nn.init.normal_(adapter.out.weight, std=0.3)
+    model = save_network(net, ModelSpec("effunet-guided", {"out_channels": 2, **kwargs}, size=32),
+                         tmp_path / "guided.safetensors")
+    photo = open_rgb(wide_gray_photo, keep_gray=True)
+    direct = Colorizer.load(model)
+    points = [{"x": 20, "y": 20, "color": RED}]
+    with TestClient(create_app([model], None, max_upload_mb=2), base_url=LOCAL) as guided_client:
+        session = open_points(guided_client, wide_gray_photo)["session"]
+        plain = render_points(guided_client, session, [], seq=1)
+        marked = render_points(guided_client, session, points, seq=2)
+    assert np.array_equal(pixels(Image.open(io.BytesIO(plain.content))), pixels(direct.colorize(photo)))
+    expected = direct.colorize(photo, points=[(20, 20, RED)])  # the network with hints, then propagation
+    assert np.array_equal(pixels(Image.open(io.BytesIO(marked.content))), pixels(expected))
+    direct.propagate_points = False
+    assert not np.array_equal(pixels(direct.colorize(photo, points=[(20, 20, RED)])), pixels(direct.colorize(photo)))
 
 
 def test_points_previews_and_full_resolution_downloads(client: TestClient, wide_gray_photo: Path) -> None:

@@ -1,19 +1,20 @@
 """Propagation: a model's colors corrected by user color points, with no training.
 
 Each point says "this pixel is this color". The difference between the point's a*b* and the
-model's prediction there (its *residual*) is spread over the pixels that are near the point and
-of similar lightness — a joint-bilateral splat of the residuals, guided by the photo's own L* —
-and fades to nothing far away, so a point fixes its region and leaves the rest to the model:
+model's prediction there (its *residual* r_i) is spread over the pixels that are near the point,
+of similar lightness and colored alike by the model — a joint-bilateral splat of the residuals,
+guided by the photo's own L* and the prediction — and fades to nothing far away, so a point
+fixes its region and leaves the rest to the model:
 
-    delta(p) = sum_i w_i(p) r_i / max(1/2, sum_i w_i(p)),
-    w_i(p)   = exp(-|p - x_i|^2 / 2 s^2) * exp(-(L(p) - L_i)^2 / 2 t^2)
+    w_i(p)   = exp(-|p - x_i|^2 / 2 s^2 - (L(p) - L_i)^2 / 2 t^2 - |ab(p) - ab_i|^2 / 2 c^2)
+    delta(p) = min(1, sum_i w_i(p) / f) * sum_i w_i(p)^k r_i / sum_i w_i(p)^k
 
-with s a fraction of the photo's shorter side (smaller when many points share the photo) and
-t in L* units. Where points overlap, their
-residuals are averaged by weight; where one dominates, its own residual is applied; far from
-every point, nothing changes. It works on any model's a*b*, at a working grid of at most
-``WORK_SIDE`` pixels a side (chroma is smooth: the full-resolution merge upsamples it under the
-photo's own L*, as it does for every colorization).
+with s a fraction of the photo's shorter side (shrinking as 1/sqrt(N) past ``crowd`` points), t
+in L* units and c in a*b* units. Where points overlap, the residuals mix by weight^k (k > 1: the
+nearest, most alike point wins, so each point keeps its own color); the fade (floor f) brings
+the correction to nothing where no point reaches. It works on any model's a*b*, at a working
+grid of at most ``WORK_SIDE`` pixels a side (chroma is smooth: the full-resolution merge
+upsamples it under the photo's own L*, as it does for every colorization).
 """
 
 from __future__ import annotations
@@ -38,15 +39,18 @@ WORK_SIDE = 512  # the working grid's longest side: the guide's edges, at a few 
 class Propagation:
     """How far and how edge-aware a point's correction spreads (tuned in docs/points.md)."""
 
-    # Tuned on 100 photos of val/imagenet_det256 at 10 and 50 simulated points
-    # (benchmarks/propagation_tuning.py; docs/points.md has the grid).
-    sigma_space: float = 0.3  # spatial fall-off, as a fraction of the photo's shorter side
-    sigma_lightness: float = 12.0  # L* units: a region of other lightness is another region
+    # Tuned on every 5th photo of val/imagenet_det256 (192) at 10 and 50 simulated points
+    # (benchmarks/propagation_tuning.py; the grid is in docs/points.md).
+    sigma_space: float = 0.35  # spatial fall-off, as a fraction of the photo's shorter side
+    sigma_lightness: float = 16.0  # L* units: a region of other lightness is another region
+    # The model's own prediction joins the guide (a*b*, Lab units): pixels the model colored alike
+    # are likely one material, so a point reaches them first. 0: lightness only.
+    sigma_chroma: float = 4.0
     radius: float = 0.004  # a point's default footprint radius, fraction of the shorter side
     # Past this many points, the spatial fall-off shrinks with their mean spacing (1 / sqrt(N)):
     # many points each govern a smaller area. 0: a fixed fall-off.
-    crowd: float = 10.0
-    sharpness: float = 2.0  # residuals mix by weight ** sharpness: above 1, the nearest point wins
+    crowd: float = 16.0
+    sharpness: float = 3.0  # residuals mix by weight ** sharpness: above 1, the nearest point wins
     floor: float = 0.5  # delta = sum(w r) / max(sum(w), floor): below 1, a point's full residual reaches further
 
 
@@ -104,24 +108,30 @@ def spread_residuals(
     inv_range = 1.0 / (2 * settings.sigma_lightness**2)
     total = np.zeros((height, width, 2), dtype=np.float32)
     weight = np.zeros((height, width), dtype=np.float32)
-    centers, residuals, levels = [], [], []
+    inv_chroma = 1.0 / (2 * settings.sigma_chroma**2) if settings.sigma_chroma > 0 else 0.0
+    centers, residuals, levels, tints = [], [], [], []
     for point in points:
         # A point names a photo pixel; on the grid, its center lies at (x + 0.5) * scale - 0.5.
         x, y = (point.x + 0.5) * scale - 0.5, (point.y + 0.5) * scale - 0.5
         radius = (point.radius * scale) if point.radius is not None else settings.radius * short
         footprint = _footprint(x, y, radius, width, height)
-        residuals.append(np.asarray(point.ab, dtype=np.float32) - predicted[footprint].reshape(-1, 2).mean(axis=0))
+        tint = predicted[footprint].reshape(-1, 2).mean(axis=0)
+        residuals.append(np.asarray(point.ab, dtype=np.float32) - tint)
+        tints.append(tint)
         levels.append(float(lightness[footprint].mean()))
         centers.append((x, y))
     mixing = np.zeros((height, width), dtype=np.float32)
-    for (x, y), level, residual in zip(centers, levels, residuals):
+    for (x, y), level, tint, residual in zip(centers, levels, tints, residuals):
         col, row = int(round(x)), int(round(y))
         top, bottom = max(0, row - reach), min(height, row + reach + 1)
         left, right = max(0, col - reach), min(width, col + reach + 1)
         rows = (np.arange(top, bottom, dtype=np.float32) - y) ** 2
         cols = (np.arange(left, right, dtype=np.float32) - x) ** 2
         window = lightness[top:bottom, left:right]
-        w = np.exp(-(rows[:, None] + cols[None, :]) * inv_space - (window - level) ** 2 * inv_range)
+        exponent = -(rows[:, None] + cols[None, :]) * inv_space - (window - level) ** 2 * inv_range
+        if inv_chroma:
+            exponent -= ((predicted[top:bottom, left:right] - tint) ** 2).sum(axis=-1) * inv_chroma
+        w = np.exp(exponent)
         weight[top:bottom, left:right] += w
         m = w if settings.sharpness == 1 else w**settings.sharpness
         mixing[top:bottom, left:right] += m

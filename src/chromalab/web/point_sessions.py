@@ -35,8 +35,9 @@ from PIL import Image
 
 from chromalab.color import AB_SCALE
 from chromalab.errors import ChromalabError
-from chromalab.inference.colorizer import with_points
-from chromalab.inference.fullres import lab_to_srgb_uint8, lightness_array, merge_full_resolution
+from chromalab.inference.colorizer import Colorizer, with_points
+from chromalab.inference.hints import points_to_hints
+from chromalab.inference.fullres import lab_to_srgb_uint8, lightness_array, merge_full_resolution, model_input
 from chromalab.inference.points import ColorPoint, check_inside, points_from_json, rgb_to_hex
 from chromalab.inference.propagation import PointGuide, work_size
 from chromalab.web.jobs import (
@@ -64,6 +65,21 @@ class Outdated(Exception):
         super().__init__(f"change {seq} was replaced by change {newest}; not rendered")
 
 
+@dataclass(frozen=True)
+class GuidedRerun:
+    """What re-running a point-guided network needs: the model, its input, the page's controls."""
+
+    colorizer: Colorizer
+    l_small: torch.Tensor  # (1, 1, size, size) normalized L, as predict_photos made it
+    transform: Any
+
+    def predict(self, photo: Image.Image, points: list[ColorPoint]) -> torch.Tensor:
+        size = self.l_small.shape[-1]
+        hints = points_to_hints([points], [photo.size], size)
+        ab = self.colorizer.predict_ab(self.l_small, hints=hints)
+        return self.colorizer.finish_ab([photo], self.l_small, ab, self.transform)[0]
+
+
 @dataclass
 class PointSession:
     """What a photo's renders reuse: everything that does not depend on the points."""
@@ -76,6 +92,9 @@ class PointSession:
     ab_small: torch.Tensor  # (2, h, w) normalized a*b*: the network's, with the page's controls
     guide: PointGuide
     previews: OrderedDict[int, np.ndarray] = field(default_factory=OrderedDict)  # L* by preview side
+    # A point-guided network (effunet-guided) sees the points too: it runs again at every render,
+    # on the kept network input (milliseconds at its own size). None for every other model.
+    guided: "GuidedRerun | None" = None
     newest_seq: int = -1
     last_used: float = 0.0
 
@@ -227,9 +246,12 @@ def open_session(worker: InferenceWorker, store: SessionStore, model_file: Path,
     colorizer = load_model(worker, model_file)
     photo = open_upload(upload)
     ab_small = colorizer.predict_photos([photo], ab_transform=transform)[0].clone()
+    guided = None
+    if colorizer.takes_points:
+        guided = GuidedRerun(colorizer, model_input(photo, colorizer.spec.size), transform)
     session = PointSession(
         id=secrets.token_urlsafe(12), name=upload.name, model_id=model_id, photo=photo,
-        lightness=lightness_array(photo), ab_small=ab_small, guide=PointGuide(photo),
+        lightness=lightness_array(photo), ab_small=ab_small, guide=PointGuide(photo), guided=guided,
     )
     store.add(session)
     return {
@@ -298,7 +320,11 @@ def render(store: SessionStore, order: RenderOrder) -> Rendered:
     """The photo with its points: spread on the guide, merged with the kept L*, encoded."""
     session = store.current(order.session, order.seq)  # dropped here if overtaken while queued
     started = time.perf_counter()
-    ab = with_points(session.photo, session.ab_small, order.points, session.guide)
+    ab = session.ab_small
+    if session.guided is not None and order.points:
+        ab = session.guided.predict(session.photo, order.points)
+    if session.guided is None or session.guided.colorizer.propagate_points:
+        ab = with_points(session.photo, ab, order.points, session.guide)
     pixels = merge_full_resolution(session.lightness_at(order.max_side), ab.unsqueeze(0))
     data = encode_pixels(pixels, order.image_format, preview=order.max_side > 0)
     height, width = pixels.shape[:2]
