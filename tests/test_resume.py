@@ -233,3 +233,22 @@ def test_recipe_changes_sees_every_option_but_the_free_ones() -> None:
     unlimited.set("trainer.max_steps", 500)
     assert recipe_changes(unlimited, TrainConfig()) == []  # -1 (no limit) extends any limit
     assert recipe_changes(TrainConfig(), unlimited)[0].shortened
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_with_one_line_that_says_how_to_continue(photos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "stopped"
+    command = [sys.executable, "-m", "chromalab", "train", "--data", str(photos), *RECIPE,
+               "--workers", "1", "--epochs", "50", "--out", str(run)]
+    # Its own process group, signalled whole: the DataLoader worker gets the SIGTERM too (pkill -f).
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None and saved_epoch(run / "checkpoints/last.ckpt") < 0:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line == f"chromalab train: interrupted; continue with: chromalab train --resume {run}"
+    assert "Traceback" not in stderr and "internal error" not in stderr

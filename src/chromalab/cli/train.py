@@ -140,15 +140,41 @@ def resume_config(args: argparse.Namespace):  # -> tuple[TrainConfig, checkpoint
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from chromalab.training.termination import TerminationWatch
     from chromalab.training.trainer import train
 
+    checkpoint = None
     if args.resume:
         config, checkpoint = resume_config(args)
-        run_dir = train(config, resume=str(checkpoint))
     else:
-        run_dir = train(resolve_config(args))
+        config = resolve_config(args)
+    # Ctrl+C, `kill` or `pkill -f` (which also kills the DataLoader workers, so fit() fails with
+    # "worker killed"): one line that says how to continue, not an error.
+    watch = TerminationWatch()
+    try:
+        with watch:
+            run_dir = train(config, resume=str(checkpoint) if checkpoint else None)
+    except (KeyboardInterrupt, SystemExit):
+        return _interrupted(config, sys.stderr)
+    except Exception:
+        if watch.received:
+            return _interrupted(config, sys.stderr)
+        raise
     if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
         return 0  # DDP worker processes: rank 0 reports
     print(f"training finished: model {run_dir / 'model.safetensors'}, samples {run_dir / 'samples'}, "
           f"logs {run_dir / 'logs'}")
     return 0
+
+
+def _interrupted(config, stream) -> int:  # noqa: ANN001 — TrainConfig, a text stream
+    from pathlib import Path
+
+    run = Path(config.out) if config.out else None
+    if run is not None and (run / "checkpoints" / "last.ckpt").is_file():
+        print(f"chromalab train: interrupted; continue with: chromalab train --resume {run}", file=stream)
+    else:
+        print("chromalab train: interrupted before the first checkpoint (nothing to resume)", file=stream)
+    return 130
