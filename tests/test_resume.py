@@ -196,6 +196,22 @@ def test_resume_refuses_another_config_or_folder_and_names_what_is_missing(
     assert not (tmp_path / "new").exists()
 
 
+def test_resume_from_another_folder_says_where_the_data_is_read_from(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    run = tmp_path / "moved"
+    shutil.copytree(finished_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["path"] = "photos-relative"  # as if started with --data photos-relative elsewhere
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    assert train_cli("--resume", str(run)) == 2
+    error = capsys.readouterr().err.strip()
+    assert "its data photos-relative is not here" in error and len(error.splitlines()) == 1
+
+
 def test_bare_resume_with_out_names_the_run(finished_run: Path, tmp_path: Path) -> None:
     import shutil
 

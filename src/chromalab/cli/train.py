@@ -136,6 +136,10 @@ def resume_config(args: argparse.Namespace):  # -> tuple[TrainConfig, checkpoint
         changes = recipe_changes(trained, config)
         if changes:
             raise ChromalabError(changes[0].message(run, option=label))
+    data = config.data.path
+    if data and not Path(data).exists() and not any(c in data for c in "{*"):
+        raise ChromalabError(f"{run / 'config.yaml'}: its data {data} is not here; a relative path is read from "
+                             "the folder the run was started in: resume from there")
     return config, checkpoint
 
 
