@@ -96,6 +96,7 @@ def write_curve(scores: dict[str, dict[str, dict[str, float]]], out: Path) -> Pa
             if truth:
                 axis.axhline(truth, color="gray", linestyle=":", label="truth")
         axis.set_xscale("symlog", linthresh=1)
+        axis.set_xlim(left=-0.2)
         axis.set_xlabel("color points per photo")
         axis.set_title(title)
         axis.grid(alpha=0.3)
