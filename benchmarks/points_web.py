@@ -154,7 +154,7 @@ def burst(base: str, session: str, points: list[dict], changes: int = 10) -> Non
     async def send_all() -> tuple[list[int], float]:
         async with httpx.AsyncClient(base_url=base, timeout=120) as http:
             started = time.perf_counter()
-            first = 1_000_000  # above every seq sent before on this session
+            first = 1_000_000  # above every seq this photo's editing session has had
             responses = await asyncio.gather(*[
                 http.post("/api/points/render", json={"session": session, "points": points[: 1 + i % len(points)],
                                                       "seq": first + i, "max_side": 2048, "format": "jpeg"})
@@ -170,18 +170,11 @@ def in_browser(base: str, path: Path, repeats: int) -> None:
     """From a color change in the popup to the new picture decoded on the page, in Chromium."""
     from playwright.sync_api import expect, sync_playwright
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from browser_points import open_points_editor
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
-        page.set_default_timeout(120_000)
-        page.goto(base)
-        page.wait_for_selector("body.ready")
-        page.set_input_files("#file-input", str(path))
-        card = page.locator(".card").first
-        expect(card).to_have_class("card done")
-        card.locator(".points-toggle").click()
-        expect(card).to_have_attribute("data-points", "ready")
+        browser, page, card = open_points_editor(playwright, base, path, (1200, 800), 120_000)
         card.locator(".points-layer").click(position={"x": 100, "y": 100})
         expect(card).to_have_attribute("data-points", "ready")
         samples = []

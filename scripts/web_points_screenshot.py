@@ -20,6 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from browser_points import open_points_editor  # scripts/, beside this file
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT.parent / "shared" / "data" / "dev" / "kodak24" / "kodim23.png"
 # Where a person who knows these parrots would click (fractions of the photo) and the colors.
@@ -64,17 +66,7 @@ def main() -> None:
     with sync_playwright() as playwright:
         gray = Path(folder) / f"{args.photo.stem}.png"
         Image.open(args.photo).convert("L").save(gray)
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1120, "height": 760})
-        page.set_default_timeout(60_000)
-        page.goto(f"http://127.0.0.1:{port}")
-        page.wait_for_selector("body.ready")
-        page.set_input_files("#file-input", str(gray))
-        card = page.locator(".card").first
-        expect(card).to_have_class("card done")
-        card.locator(".points-toggle").click()
-        expect(card).to_have_attribute("data-points", "ready")
+        browser, page, card = open_points_editor(playwright, f"http://127.0.0.1:{port}", gray, (1120, 760), 60_000)
         layer = card.locator(".points-layer")
         for number, (fx, fy, color) in enumerate(POINTS, 1):
             box = layer.bounding_box()

@@ -639,6 +639,16 @@ def test_an_unknown_or_closed_session_is_404(client: TestClient, wide_gray_photo
     assert render_points(client, session, []).status_code == 404
 
 
+async def session_behind_a_busy_worker(http: httpx.AsyncClient, app, photo: Path,  # noqa: ANN001
+                                       release: threading.Event) -> tuple[str, asyncio.Task]:
+    """A points session on ``photo``, then a job that holds the inference worker until ``release``:
+    renders sent next wait in the queue."""
+    opened = await http.post("/api/points/session", files={"image": (photo.name, photo.read_bytes(), "image/png")})
+    blocker = asyncio.create_task(app.state.worker.run(release.wait, 10))
+    await asyncio.sleep(0.1)
+    return opened.json()["session"], blocker
+
+
 def test_an_outdated_render_is_dropped_without_computing(
     tiny_model: Path, wide_gray_photo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -676,11 +686,7 @@ def test_a_render_overtaken_while_queued_is_dropped_by_the_worker(
 
     async def clicks() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as http:
-            photo = wide_gray_photo.read_bytes()
-            opened = await http.post("/api/points/session", files={"image": ("yard.png", photo, "image/png")})
-            session = opened.json()["session"]
-            blocker = asyncio.create_task(app.state.worker.run(release.wait, 10))
-            await asyncio.sleep(0.1)
+            session, blocker = await session_behind_a_busy_worker(http, app, wide_gray_photo, release)
             first = asyncio.create_task(http.post("/api/points/render", json={
                 "session": session, "seq": 1, "points": [{"x": 1, "y": 1, "color": RED}]}))
             await asyncio.sleep(0.1)  # queued behind the blocker
@@ -704,11 +710,7 @@ def test_points_renders_share_the_queue_bound(tiny_model: Path, wide_gray_photo:
 
     async def busy_renders() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as http:
-            photo = wide_gray_photo.read_bytes()
-            opened = await http.post("/api/points/session", files={"image": ("yard.png", photo, "image/png")})
-            session = opened.json()["session"]
-            blocker = asyncio.create_task(app.state.worker.run(release.wait, 10))
-            await asyncio.sleep(0.1)
+            session, blocker = await session_behind_a_busy_worker(http, app, wide_gray_photo, release)
             queued = asyncio.create_task(http.post("/api/points/render",
                                                    json={"session": session, "points": [], "seq": 1}))
             await asyncio.sleep(0.1)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, AsyncIterator, Literal, Sequence
 from urllib.parse import quote
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -135,18 +136,13 @@ def create_app(
     @app.post("/api/colorize")
     async def colorize(
         images: Annotated[list[UploadFile], File(description="one or more photos")],
-        model: Annotated[str, Form()] = "",
-        temperature: Annotated[float, Form()] = 0.0,
-        hue: Annotated[float, Form()] = 0.0,
-        saturation: Annotated[float, Form()] = 1.0,
+        colors: Annotated[ColorForm, Depends(color_form)],
         image_format: Annotated[Literal["png", "jpeg"], Form(alias="format")] = "png",
-        reference: Annotated[UploadFile | None, File()] = None,
     ) -> Response:
-        choice = _choose_model(catalog(), model)
+        choice = _choose_model(catalog(), colors.model)
         with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as folder:
             uploads = [await _save(upload, Path(folder) / f"photo-{i}") for i, upload in enumerate(images)]
-            saved_reference = await _save(reference, Path(folder) / "reference") if reference else None
-            settings = jobs.Settings(temperature, hue, saturation, saved_reference, image_format)
+            settings = await colors.settings(Path(folder), image_format)
             try:
                 results = await worker.run(jobs.colorize_uploads, worker, choice.path, uploads, settings)
             except jobs.ModelUnavailable as error:
@@ -173,23 +169,18 @@ def create_app(
     @app.post("/api/colorize-video")
     async def colorize_video(
         video: Annotated[UploadFile, File(description="a video file")],
-        model: Annotated[str, Form()] = "",
-        temperature: Annotated[float, Form()] = 0.0,
-        hue: Annotated[float, Form()] = 0.0,
-        saturation: Annotated[float, Form()] = 1.0,
+        colors: Annotated[ColorForm, Depends(color_form)],
         temporal: Annotated[bool, Form()] = True,
-        reference: Annotated[UploadFile | None, File()] = None,
     ) -> Response:
         if video_jobs is None or progress is None:
             raise HTTPException(404, "video is not available in this installation")
-        choice = _choose_model(catalog(), model)
+        choice = _choose_model(catalog(), colors.model)
         # A video result can be large: it is streamed from the temporary folder, which is
         # removed once the response has been sent (or at once on an error).
         folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
         try:
             upload = await _save(video, folder / "upload")
-            saved_reference = await _save(reference, folder / "reference") if reference else None
-            settings = jobs.Settings(temperature, hue, saturation, saved_reference)
+            settings = await colors.settings(folder)
             result = await worker.run(video_jobs.colorize_video_upload, worker, choice.path, upload,
                                       settings, temporal, folder, progress)
         except jobs.ModelUnavailable as error:
@@ -215,18 +206,13 @@ def create_app(
     @app.post("/api/points/session")
     async def open_points_session(
         image: Annotated[UploadFile, File(description="one photo")],
-        model: Annotated[str, Form()] = "",
-        temperature: Annotated[float, Form()] = 0.0,
-        hue: Annotated[float, Form()] = 0.0,
-        saturation: Annotated[float, Form()] = 1.0,
-        reference: Annotated[UploadFile | None, File()] = None,
+        colors: Annotated[ColorForm, Depends(color_form)],
     ) -> dict:
         """Decode the photo and run the network once; renders with points then reuse both."""
-        choice = _choose_model(catalog(), model)
+        choice = _choose_model(catalog(), colors.model)
         with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as folder:
             upload = await _save(image, Path(folder) / "photo")
-            saved_reference = await _save(reference, Path(folder) / "reference") if reference else None
-            settings = jobs.Settings(temperature, hue, saturation, saved_reference)
+            settings = await colors.settings(Path(folder))
             try:
                 return await worker.run(point_sessions.open_session, worker, sessions, choice.path, choice.id,
                                         upload, settings)
@@ -276,6 +262,34 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+@dataclass(frozen=True)
+class ColorForm:
+    """The form fields every colorizing request shares: the model and the creative controls."""
+
+    model: str
+    temperature: float
+    hue: float
+    saturation: float
+    reference: UploadFile | None
+
+    async def settings(self, folder: Path, image_format: str | None = None) -> jobs.Settings:
+        """The job's settings, the reference photo saved into the request's ``folder``."""
+        saved = await _save(self.reference, folder / "reference") if self.reference else None
+        if image_format is None:
+            return jobs.Settings(self.temperature, self.hue, self.saturation, saved)
+        return jobs.Settings(self.temperature, self.hue, self.saturation, saved, image_format)
+
+
+def color_form(
+    model: Annotated[str, Form()] = "",
+    temperature: Annotated[float, Form()] = 0.0,
+    hue: Annotated[float, Form()] = 0.0,
+    saturation: Annotated[float, Form()] = 1.0,
+    reference: Annotated[UploadFile | None, File()] = None,
+) -> ColorForm:
+    return ColorForm(model, temperature, hue, saturation, reference)
 
 
 def _choose_model(choices: list[ModelChoice], model_id: str) -> ModelChoice:
