@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distance", type=int, default=6, help="bits within which both hashes must agree (default 6)")
     parser.add_argument("--out", type=Path, help="write a Markdown report here (refused if it exists)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--matches", type=Path,
+                        help="also write the evaluation photos that have a near pair, one resolved path per line "
+                        "(to leave them out of a held-out set)")
     args = parser.parse_args(argv)
     for folder in (args.train, *args.evaluation):
         if not folder.is_dir():
@@ -96,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         from chromalab.atomic import write_text_atomic
 
         write_text_atomic(args.out, report)
+    if args.matches:
+        from chromalab.atomic import write_text_atomic
+
+        matched = sorted({str(eval_kept[j].resolve()) for _, j, _, _ in pairs})
+        write_text_atomic(args.matches, "".join(f"{path}\n" for path in matched))
     print(report)
     return 1 if pairs else 0
 

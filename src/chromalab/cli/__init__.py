@@ -17,7 +17,7 @@ from chromalab import __version__
 from chromalab.errors import ChromalabError
 
 # The order subcommands are listed in --help; modules not named here come after.
-ORDER = ["demo", "colorize", "train", "models", "evaluate", "compare", "explore", "prepare",
+ORDER = ["demo", "colorize", "train", "models", "evaluate", "compare", "scorecard", "explore", "prepare",
          "export", "serve", "sweep", "study"]
 
 

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, baselines=args.baselines,
                          metrics=parse_metrics(args.metrics), progress=sys.stderr.isatty(),
                          device=args.device, on_error=report_error,
-                         reference_cache=None if args.fid_cache else False, points=args.points)
+                         reference_cache=None if args.fid_cache else False, points=args.points,
+                         damage=args.damage)
     written = write_comparison(comparison, out, overwrite=args.overwrite)
     print_summary(comparison.results)
     print(f"wrote {', '.join(p.name for p in written.values())} to {out}")

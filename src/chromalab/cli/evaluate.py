@@ -26,6 +26,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=int, default=0, metavar="N",
                         help="give every model N color points per photo, simulated from the truth (seeded; "
                         "uniform positions; the truth's 3x3 mean color): scores point-guided colorization")
+    parser.add_argument("--damage", action="store_true",
+                        help="damage every gray input as an old photo (faded contrast, blur, film grain, JPEG; "
+                        "seeded by file name; the truth stays clean): scores robustness on real old photos")
     parser.add_argument("--device", default=None, help="where Inception and ST-LPIPS run (default: cuda if available)")
     parser.add_argument("--no-fid-cache", dest="fid_cache", action="store_false",
                         help="measure the ground truths' Inception statistics even if the cache has them "
@@ -101,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_models(colorizers, args.data, size=args.size, limit=args.limit,
                               batch_size=args.batch_size, metrics=parse_metrics(args.metrics),
                               progress=sys.stderr.isatty(), device=args.device, on_error=report_error,
-                              reference_cache=None if args.fid_cache else False, points=args.points)
+                              reference_cache=None if args.fid_cache else False, points=args.points,
+                              damage=args.damage)
     write_report(results, out, overwrite=args.overwrite)
     print_summary(results)
     print(f"wrote metrics.json, metrics.md, per_image.csv, samples.png to {out}")

@@ -103,6 +103,7 @@ def compare(
     on_error: Callable[[str], None] | None = None,
     reference_cache: bool | None = None,
     points: int = 0,
+    damage: bool = False,
 ) -> Comparison:
     if not models:
         raise ChromalabError("compare needs at least one model")
@@ -112,7 +113,7 @@ def compare(
             colorizers[_unique(name, colorizers)] = baseline
     results = evaluate_models(colorizers, data, size=size, limit=limit, batch_size=batch_size,
                               metrics=metrics, progress=progress, device=device, on_error=on_error,
-                              reference_cache=reference_cache, points=points)
+                              reference_cache=reference_cache, points=points, damage=damage)
     return Comparison(results, run_dirs)
 
 

@@ -23,7 +23,14 @@ import torch
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from chromalab.color import float_to_uint8, gray_rgb_from_l_norm, rgb_to_l_norm
+from chromalab.color import (
+    denormalize_l,
+    float_to_uint8,
+    gray_rgb_from_l_norm,
+    normalize_l,
+    rgb_to_l_norm,
+    uint8_to_float,
+)
 from chromalab.data.folder import list_images
 from chromalab.data.images import BadImageError, open_rgb, resize_center_crop
 from chromalab.errors import ChromalabError
@@ -256,6 +263,15 @@ def _batches(paths: list[Path], batch_size: int, size: int) -> Iterator[list[tup
             yield batch
 
 
+def damaged_gray(gray_u8: torch.Tensor, path: Path) -> torch.Tensor:
+    """A neutral gray uint8 (3, H, W) -> the same photo as an old print (chromalab.data.damage)."""
+    from chromalab.data.damage import damage_lightness, photo_generator
+
+    lightness = denormalize_l(rgb_to_l_norm(uint8_to_float(gray_u8.unsqueeze(0))[:, :3]))[:, :1]
+    damaged = damage_lightness(lightness, photo_generator(path))
+    return gray_version(float_to_uint8(gray_rgb_from_l_norm(normalize_l(damaged))))[0]
+
+
 def _thumbnail(image: Image.Image) -> Image.Image:
     if max(image.size) <= SAMPLE_SIDE:
         return image.copy()
@@ -284,6 +300,7 @@ def evaluate_models(
     on_error: Callable[[str], None] | None = None,
     reference_cache: bool | None = None,
     points: int = 0,
+    damage: bool = False,
 ) -> list[EvaluationResult]:
     """Score several colorizers on the same photos in one pass (ground-truth work shared).
 
@@ -293,6 +310,8 @@ def evaluate_models(
     None = on unless ``CHROMALAB_FID_CACHE=off``), which halves a one-model FID evaluation
     the second time the same photos are evaluated. ``points``: that many color points per
     photo, simulated from the truth (evaluation.simulated_points), given to every colorizer.
+    ``damage``: the gray inputs get old-photo damage (chromalab.data.damage: fade, blur, grain,
+    JPEG), seeded by each photo's name; the truth stays the clean photo.
     """
     on_error = on_error or (lambda message: log.warning("skipping %s", message))
     if not colorizers:
@@ -348,6 +367,8 @@ def evaluate_models(
                 continue
             truths = [to_tensor(image) for _, image in good]
             grays = [gray_version(t.unsqueeze(0))[0] for t in truths]
+            if damage:
+                grays = [damaged_gray(gray, path) for gray, (path, _) in zip(grays, good)]
             gray_images = [to_image(g) for g in grays]
             groups = suite.truth_groups(truths, grays)
             if measure_reference:
@@ -411,9 +432,11 @@ def evaluate_models(
         "skipped": skipped,
         "metrics": names,
         "points": points,
+        "damage": damage,
         "protocol": (f"shorter side to {size}, center crop {size}x{size}" if size else "full resolution")
         + "; gray input = L* of the photo with a*=b*=0; FID reference = the ground-truth photos"
-        + (f"; {points} color point(s) per photo from the truth (uniform, 3x3 mean, seeded by name)" if points else ""),
+        + (f"; {points} color point(s) per photo from the truth (uniform, 3x3 mean, seeded by name)" if points else "")
+        + ("; gray input damaged as an old photo (fade, blur, grain, JPEG; seeded by name)" if damage else ""),
     }
     results = []
     for name in colorizers:

@@ -64,6 +64,7 @@ class DataConfig:
     limit: Positive | None = None  # use at most this many training photos
     min_crop_scale: Annotated[float, Field(gt=0, le=1)] = 0.5  # random resized crop: smallest area fraction
     mood_augment: bool = False  # training-time hue shifts of the targets (control issue)
+    damage: Fraction = 0.0  # share of photos whose gray input gets old-photo damage (data.damage)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from chromalab.checkpoint import ModelSpec
-from chromalab.color import get_color_space, rgb_to_l_norm, uint8_to_float
+from chromalab.color import denormalize_l, get_color_space, normalize_l, rgb_to_l_norm, uint8_to_float
 from chromalab.data.augment import augment, training_augmentation
 from chromalab.precision import channels_last, depthwise_in_fp32, full_precision
 from chromalab.registry import Registry
@@ -98,14 +98,30 @@ class ColorizationObjective(L.LightningModule):
         rgb = uint8_to_float(images)
         if self.training:
             rgb = augment(rgb, self.augmentation)
+        l_norm = rgb_to_l_norm(rgb)
+        if self.training and self.cfg.data.damage > 0:
+            l_norm = self.damage_input(l_norm)
         if self.training and self.cfg.data.mood_augment:
             # Hue-shifted targets (docs/controls-and-video.md): the input L comes from the
             # untouched photo, the target (and the RGB handed on) from the hue-rotated one.
             from chromalab.inference.controls import mood_shift
 
             shifted = mood_shift(rgb)
-            return channels_last(rgb_to_l_norm(rgb)), self.space.target(shifted), shifted
-        return channels_last(rgb_to_l_norm(rgb)), self.space.target(rgb), rgb
+            return channels_last(l_norm), self.space.target(shifted), shifted
+        return channels_last(l_norm), self.space.target(rgb), rgb
+
+    def damage_input(self, l_norm: torch.Tensor) -> torch.Tensor:
+        """Old-photo damage (chromalab.data.damage) of the input L only: targets stay clean.
+
+        The batch's generator is seeded from the global RNG, which Lightning seeds with the
+        run's seed, so a run's damage is reproducible.
+        """
+        from chromalab.data.damage import OldPhotoDamage, damage_lightness
+
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+        recipe = OldPhotoDamage(probability=self.cfg.data.damage)
+        damaged = damage_lightness(denormalize_l(l_norm).cpu(), generator, recipe)
+        return normalize_l(damaged.to(l_norm.device))
 
     @torch.no_grad()
     def predict_ab(self, l_norm: torch.Tensor, **options: Any) -> torch.Tensor:
