@@ -36,21 +36,32 @@ snapshot() {  # snapshot OWNER/NAME -> its git directory
         fi
     done
     echo "$snapshots: no snapshot of $1 (expected $owner+$name/repo or $name.git)" >&2
-    exit 2
+    return 2
 }
+
+# Every snapshot is found before anything is written.
+declare -A git_dir
+for repo in sulekahraman/miniplaces luangtatipsy/intel-image-classification \
+            4GeeksAcademy/Deep-Learning-CarlosFS WyattBlair77/MonetGAN emanhamed/Houses-dataset \
+            xerow03/UTKFace bearpaw/clothing-co-parsing chandrikadeb7/Face-Mask-Detection \
+            fmejbah/car_dataset1 serizba/vision toyo97/Homework2-Caltech101 \
+            martinwestin/flower_classification alexeygrigorev/clothing-dataset-small \
+            congduytran12/Trash-Classification-; do
+    git_dir[$repo]=$(snapshot "$repo") || exit 2
+done
 
 # Version 1: scenes, then animals, houses and landscapes (their own scripts, also resumable).
 CHROMALAB=$chromalab bash "$here/build-scene-corpus.sh" \
-    "$(snapshot sulekahraman/miniplaces)" "$(snapshot luangtatipsy/intel-image-classification)" "$out"
+    "${git_dir[sulekahraman/miniplaces]}" "${git_dir[luangtatipsy/intel-image-classification]}" "$out"
 CHROMALAB=$chromalab bash "$here/build-object-corpus.sh" \
-    "$(snapshot 4GeeksAcademy/Deep-Learning-CarlosFS)" "$(snapshot WyattBlair77/MonetGAN)" \
-    "$(snapshot emanhamed/Houses-dataset)" "$out"
+    "${git_dir[4GeeksAcademy/Deep-Learning-CarlosFS]}" "${git_dir[WyattBlair77/MonetGAN]}" \
+    "${git_dir[emanhamed/Houses-dataset]}" "$out"
 
 # unpack SOURCE OWNER/NAME KIND EVERY PATH...: unpack PATH... of the snapshot into
 # raw/v2/train/SOURCE; with KIND, every EVERY-th photo (sorted by path) goes to
 # raw/v2/heldout/KIND/SOURCE first. Skipped when raw/v2/train/SOURCE exists.
 unpack() {
-    local source=$1 name=$2 kind=$3 every=$4 repo; repo=$(snapshot "$2"); shift 4
+    local source=$1 name=$2 kind=$3 every=$4 repo=${git_dir[$2]}; shift 4
     local dest="$out/raw/v2/train/$source" heldout="$out/raw/v2/heldout/$kind/$source"
     [ -e "$dest" ] && { echo "kept $dest (already unpacked)"; return; }
     # Our own half-done unpack from an interrupted run: the choice is by sorted path, so redo it.

@@ -37,3 +37,16 @@ def test_finds_a_resized_copy_and_nothing_else(near_duplicates, tmp_path: Path, 
 def test_missing_folder_is_one_line(near_duplicates, tmp_path: Path, capsys) -> None:
     assert near_duplicates.main([str(tmp_path / "nope"), str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"{tmp_path / 'nope'}: no such folder"
+
+
+def test_matches_lists_each_evaluation_photo_with_a_near_pair_once(near_duplicates, tmp_path: Path) -> None:
+    train, evaluation = tmp_path / "train", tmp_path / "eval"
+    train.mkdir(), evaluation.mkdir()
+    original = synthetic_photo(7, 256, 256)
+    original.save(evaluation / "leaked.png")
+    synthetic_photo(8, 256, 256).save(evaluation / "clean.png")
+    original.resize((128, 128)).save(train / "copy1.jpg", quality=80)
+    original.resize((160, 160)).save(train / "copy2.png")
+    matches = tmp_path / "matches.txt"
+    assert near_duplicates.main([str(train), str(evaluation), "--matches", str(matches)]) == 1
+    assert matches.read_text() == f"{(evaluation / 'leaked.png').resolve()}\n"
