@@ -124,7 +124,7 @@ link_slice() {  # link_slice SRC KIND EVERY
     local src=$1 dest="$out/slices/$2" every=$3
     [ -e "$dest" ] && { echo "kept $dest"; return; }
     mkdir -p "$dest.partial"
-    find "$src" -type f \( -name '*.jpg' -o -name '*.png' \) | sort | awk "NR % $every == 1" |
+    find "$src" -type f \( -name '*.jpg' -o -name '*.png' \) | sort | awk "(NR - 1) % $every == 0" |
         while read -r photo; do
             grep -qxF "$(realpath "$photo")" "$out/slices-near-duplicates.txt" && continue
             ln -s "$(realpath "$photo")" "$dest.partial/$(basename "$(dirname "$photo")")-$(basename "$photo")"
