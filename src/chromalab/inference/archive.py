@@ -52,10 +52,10 @@ LOCAL = "local"  # --ray without an address: start a Ray of our own on this mach
 
 def require_ray() -> None:
     """One line and exit 2 (a ChromalabError) when Ray is not installed."""
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
-        raise ChromalabError(INSTALL_HINT)
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ChromalabError(INSTALL_HINT) from None
 
 
 @dataclass(frozen=True)
