@@ -41,7 +41,7 @@ def node_processes(marks: list[str]) -> set[int]:
     return chosen
 
 
-def stop_nodes(marks: list[str], timeout: float = 10.0) -> None:
+def stop_nodes(marks: list[str], timeout: float = 3.0) -> None:
     """SIGTERM the nodes' processes, then SIGKILL whatever is still there after ``timeout``."""
     pids = node_processes(marks)
     for sig in (signal.SIGTERM, signal.SIGKILL):
