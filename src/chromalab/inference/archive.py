@@ -454,6 +454,7 @@ def _stream(rows: list[dict[str, Any]], settings: ArchiveSettings, actors: int) 
     # One chunk per block: a chunk is the unit of work, of retry and of progress. A few chunks
     # per call once there are many keep an actor's decode / network / write stages overlapping.
     per_call = 1 if len(rows) < actors * 8 else 4
+    actors = min(actors, -(-len(rows) // per_call))  # no more actors than calls to make
     # The settings travel in the actor class itself (pickled with it), not as constructor
     # arguments in the object store, where a restart after losing them would fail.
     actor_class = type("ColorizeActor", (ColorizeActor,), {"settings": settings})
