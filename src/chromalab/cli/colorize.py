@@ -143,12 +143,9 @@ def _points_of(args: argparse.Namespace, jobs: list, out: Path | None = None) ->
 def _run_ray(args: argparse.Namespace) -> int:
     """Photos on a Ray cluster (chromalab.inference.archive): same outputs, resumable."""
     import os
+    from concurrent.futures import ThreadPoolExecutor
 
-    from chromalab.checkpoint import resolve_model_path
     from chromalab.inference import archive
-    from chromalab.inference.colorize import plan_jobs
-    from chromalab.inference.colorizer import Colorizer
-    from chromalab.inference.controls import ColorControls, make_ab_transform
     from chromalab.inference.video import is_video_path
 
     archive.require_ray()
@@ -162,7 +159,48 @@ def _run_ray(args: argparse.Namespace) -> int:
         raise ChromalabError("--samples runs on one machine; run without --ray")
     if args.ray_threads_per_actor < 1 or (args.ray_actors is not None and args.ray_actors < 1):
         raise ChromalabError("--ray-actors and --ray-threads-per-actor take a number of 1 or more")
-    # Checked here, before any cluster work: the controls, the model (an onnx export is made
+    # Ray starts (seconds of its own processes) while this process loads the model and lists
+    # the photos: the start-up overlaps the driver's own preparation.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        preparing = pool.submit(_prepare_ray_job, args)
+        started_here = archive.connect(args.ray)
+        try:
+            jobs, missing, points, settings, identity = preparing.result()
+            with Progress(TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                          TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as progress:
+                task = progress.add_task("colorize", total=None)
+                report = archive.run_archive(
+                    jobs, settings, identity, missing, address=args.ray, actors=args.ray_actors, points=points,
+                    on_total=lambda total: progress.update(task, total=total),
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+        finally:
+            if started_here:
+                import ray
+
+                ray.shutdown()
+    out = Path(settings.out_dir)
+    for message in report.messages:
+        print(f"error: {message}", file=sys.stderr)
+    print(f"colorized {report.written} photo(s) into {args.out}"
+          + (f"; {report.already_done} done by an earlier run" if report.already_done else "")
+          + (f"; {len(report.failed)} failed (listed in {archive.journal_dir(out) / archive.FAILED_FILE})"
+             if report.failed else ""))
+    return 0 if report.ok else 1
+
+
+def _prepare_ray_job(args: argparse.Namespace) -> tuple:
+    """The driver's side of a --ray job: checked options, the photos listed once, their points,
+    and the settings every actor gets; (jobs, missing inputs, points, settings, job identity)."""
+    import os
+
+    from chromalab.checkpoint import resolve_model_path
+    from chromalab.inference import archive
+    from chromalab.inference.colorize import plan_jobs
+    from chromalab.inference.colorizer import Colorizer
+    from chromalab.inference.controls import ColorControls, make_ab_transform
+
+    # Checked here, before any photo is sent: the controls, the model (an onnx export is made
     # once, here, not by every actor at once) and its backend and precision, which every actor
     # then uses as resolved here, so all nodes compute alike.
     make_ab_transform(ColorControls(args.temperature, args.hue, args.saturation, args.reference))
@@ -182,24 +220,9 @@ def _run_ray(args: argparse.Namespace) -> int:
         reference=os.path.abspath(args.reference) if args.reference else None, overwrite=args.overwrite,
         threads=args.ray_threads_per_actor,
     )
-    del colorizer
-    identity_inputs = [os.path.abspath(item) for item in args.inputs] + [
+    identity = [os.path.abspath(item) for item in args.inputs] + [
         f"--points={os.path.abspath(args.points)}" if args.points else "", *(f"--point={p}" for p in args.point or ())]
-    with Progress(TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn(),
-                  transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task("colorize", total=None)
-        report = archive.run_archive(
-            jobs, settings, identity_inputs, missing, address=args.ray, actors=args.ray_actors, points=points,
-            on_total=lambda total: progress.update(task, total=total),
-            on_progress=lambda n: progress.advance(task, n),
-        )
-    for message in report.messages:
-        print(f"error: {message}", file=sys.stderr)
-    print(f"colorized {report.written} photo(s) into {args.out}"
-          + (f"; {report.already_done} done by an earlier run" if report.already_done else "")
-          + (f"; {len(report.failed)} failed (listed in {archive.journal_dir(out) / archive.FAILED_FILE})"
-             if report.failed else ""))
-    return 0 if report.ok else 1
+    return jobs, missing, points, settings, identity
 
 
 class _RateColumn(ProgressColumn):

@@ -47,6 +47,8 @@ RECOVERED_FILE = "recovered.jsonl"
 # ever removed, and only in folders that receive this job's outputs.
 TEMPORARY = re.compile(r"\.chromalab-[a-z0-9_]{8}\.[A-Za-z0-9]{2,5}")
 INSTALL_HINT = "--ray needs Ray: pip install 'chromalab[ray]'"
+MAX_BLOCKS = 2000
+ACTORS_TIMEOUT_S = 600
 LOCAL = "local"  # --ray without an address: start a Ray of our own on this machine
 
 
@@ -450,6 +452,9 @@ def _stream(rows: list[dict[str, Any]], settings: ArchiveSettings, actors: int) 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver draws one bar of its own
     context.print_on_execution_start = False
+    # Photos go out once every actor holds its model, not all to the first one ready; a pool
+    # the cluster cannot place fails after this long instead of waiting for ever.
+    context.wait_for_min_actors_s = ACTORS_TIMEOUT_S
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     # One chunk per block: a chunk is the unit of work, of retry and of progress. A few chunks
     # per call once there are many keep an actor's decode / network / write stages overlapping.
@@ -470,7 +475,9 @@ def _stream(rows: list[dict[str, Any]], settings: ArchiveSettings, actors: int) 
 
 
 def _map(ray: Any, rows: list[dict[str, Any]], actor_class: type, per_call: int, actors: int, threads: int) -> Any:
-    return ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+    # One block per chunk (or a few, past MAX_BLOCKS chunks: putting a million small blocks
+    # would cost the driver more than it gains).
+    return ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
         actor_class,
         batch_size=per_call,
         batch_format="numpy",
