@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,14 +167,25 @@ def _run_ray(args: argparse.Namespace) -> int:
         started_here = archive.connect(args.ray)
         try:
             jobs, missing, points, settings, identity = preparing.result()
-            with Progress(TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-                          TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as progress:
-                task = progress.add_task("colorize", total=None)
+            # The bar appears with the first photos done: Ray's own start-up lines come before it.
+            progress = Progress(TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                                _RemainingColumn(), transient=True, disable=not sys.stderr.isatty())
+            task = progress.add_task("colorize", total=None, since=None)
+
+            def advance(count: int) -> None:
+                if progress.tasks[0].fields["since"] is None:
+                    # Rates count from the first results, past Ray's start-up.
+                    progress.update(task, since=(time.monotonic(), count))
+                    progress.start()
+                progress.update(task, advance=count)
+
+            try:
                 report = archive.run_archive(
                     jobs, settings, identity, missing, address=args.ray, actors=args.ray_actors, points=points,
-                    on_total=lambda total: progress.update(task, total=total),
-                    on_progress=lambda n: progress.advance(task, n),
+                    on_total=lambda total: progress.update(task, total=total), on_progress=advance,
                 )
+            finally:
+                progress.stop()
         finally:
             if started_here:
                 import ray
@@ -225,12 +237,28 @@ def _prepare_ray_job(args: argparse.Namespace) -> tuple:
     return jobs, missing, points, settings, identity
 
 
-class _RateColumn(ProgressColumn):
-    """Photos per second over the whole job."""
+def _rate(task: "Task") -> float | None:
+    """Photos/s since the first results came back (they come a chunk at a time)."""
+    since = task.fields.get("since")
+    if not since:
+        return None
+    elapsed = time.monotonic() - since[0]
+    return (task.completed - since[1]) / elapsed if elapsed > 1 and task.completed > since[1] else None
 
+
+class _RateColumn(ProgressColumn):
     def render(self, task: "Task") -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} photos/s" if speed else "- photos/s")
+        rate = _rate(task)
+        return Text(f"{rate:.1f} photos/s" if rate else "- photos/s")
+
+
+class _RemainingColumn(ProgressColumn):
+    def render(self, task: "Task") -> Text:
+        rate = _rate(task)
+        if not rate or task.total is None:
+            return Text("-:--:--")
+        seconds = int((task.total - task.completed) / rate)
+        return Text(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}")
 
 
 def _progress(label: str) -> Progress:

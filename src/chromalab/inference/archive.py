@@ -426,15 +426,16 @@ def run_archive(
     started_here = connect(address)
     report.startup_s = time.perf_counter() - started_at
     try:
-        for result in _stream(rows, settings, actors or default_actors(settings.threads)):
-            source = given.get(result["source"], result["source"])
-            if result["error"]:
-                fail(source, result["error"])
-            else:
-                report.written += 1
-                report.nodes[result["node"]] = report.nodes.get(result["node"], 0) + 1
-            if on_progress:
-                on_progress(1)
+        for results in _stream(rows, settings, actors or default_actors(settings.threads)):
+            for result in results:
+                source = given.get(result["source"], result["source"])
+                if result["error"]:
+                    fail(source, result["error"])
+                else:
+                    report.written += 1
+                    report.nodes[result["node"]] = report.nodes.get(result["node"], 0) + 1
+            if on_progress and results:
+                on_progress(len(results))
     finally:
         if started_here:
             import ray
@@ -444,9 +445,9 @@ def run_archive(
     return report
 
 
-def _stream(rows: list[dict[str, Any]], settings: ArchiveSettings, actors: int) -> Iterable[dict[str, Any]]:
-    """Ray Data batch inference: the chunks through a pool of ``actors`` ColorizeActors; each
-    photo's result as it comes back."""
+def _stream(rows: list[dict[str, Any]], settings: ArchiveSettings, actors: int) -> Iterable[list[dict[str, Any]]]:
+    """Ray Data batch inference: the chunks through a pool of ``actors`` ColorizeActors; the
+    photos' results as they come back, a block at a time."""
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -458,7 +459,7 @@ def _stream(rows: list[dict[str, Any]], settings: ArchiveSettings, actors: int) 
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     # One chunk per block: a chunk is the unit of work, of retry and of progress. A few chunks
     # per call once there are many keep an actor's decode / network / write stages overlapping.
-    per_call = 1 if len(rows) < actors * 8 else 4
+    per_call = 1 if len(rows) < actors * 32 else 4
     actors = min(actors, -(-len(rows) // per_call))  # no more actors than calls to make
     # The settings travel in the actor class itself (pickled with it), not as constructor
     # arguments in the object store, where a restart after losing them would fail.
@@ -469,9 +470,8 @@ def _stream(rows: list[dict[str, Any]], settings: ArchiveSettings, actors: int) 
         warnings.simplefilter("ignore", DeprecationWarning)
         dataset = _map(ray, rows, actor_class, per_call, actors, settings.threads)
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-        for index in range(len(batch["source"])):
-            yield {key: batch[key][index].item() if hasattr(batch[key][index], "item") else batch[key][index]
-                   for key in batch}
+        yield [{key: batch[key][index].item() if hasattr(batch[key][index], "item") else batch[key][index]
+                for key in batch} for index in range(len(batch["source"]))]
 
 
 def _map(ray: Any, rows: list[dict[str, Any]], actor_class: type, per_call: int, actors: int, threads: int) -> Any:
