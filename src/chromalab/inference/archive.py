@@ -107,20 +107,23 @@ def journal_dir(out_dir: Path) -> Path:
 
 
 def read_journal(out_dir: Path) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """(target -> its last ``done`` record, targets with a ``start`` line), targets relative
-    to DST. A line a killed writer left half-written is ignored."""
+    """(target -> its last ``done`` record, targets whose last line is a ``start``), targets
+    relative to DST. A line a killed writer left half-written is ignored."""
     done: dict[str, dict[str, Any]] = {}
-    started: set[str] = set()
+    last: dict[str, str] = {}
     folder = journal_dir(out_dir)
-    if not folder.is_dir():
-        return done, started
-    for path in sorted(folder.glob("*.jsonl")):
-        for record in _records(path):
-            if record.get("state") == "done":
-                done[record["target"]] = record
-            elif record.get("state") == "start":
-                started.add(record["target"])
-    return done, started
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.jsonl")):
+            _read(_records(path), done, last)
+    return done, {target for target, state in last.items() if state == "start"}
+
+
+def _read(records: Iterable[dict[str, Any]], done: dict[str, dict[str, Any]], last: dict[str, str]) -> None:
+    for record in records:
+        state = record.get("state")
+        last[record["target"]] = state
+        if state == "done":
+            done[record["target"]] = record
 
 
 def _records(path: Path) -> Iterable[dict[str, Any]]:
@@ -257,12 +260,9 @@ class ColorizeActor:
         path = journal_dir(out_dir) / f"chunk-{chunk:07d}.jsonl"
         # A retry of this chunk (its first actor died): what that actor finished is not redone.
         earlier_done: dict[str, dict[str, Any]] = {}
-        earlier_started: set[str] = set()
-        for record in _records(path):
-            if record.get("state") == "done":
-                earlier_done[record["target"]] = record
-            elif record.get("state") == "start":
-                earlier_started.add(record["target"])
+        last: dict[str, str] = {}
+        _read(_records(path), earlier_done, last)
+        earlier_started = {target for target, state in last.items() if state == "start"}
         results: list[tuple[str, str, str, str, int]] = []
         journal = _ChunkJournal(path, self.node, self.pid)
         try:
@@ -389,7 +389,7 @@ def run_archive(
             continue  # never written, or removed since: to do
         if target in done and done[target].get("bytes") == size:
             own.add(job.target)
-        elif target in started and target not in done and not settings.overwrite:
+        elif target in started and not settings.overwrite:
             own.add(job.target)  # renamed into place, then killed before its done line
             recovered.append((job, size))
     if recovered:
