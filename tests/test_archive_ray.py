@@ -176,6 +176,46 @@ def test_local_ray_gives_the_single_machine_outputs(tiny_model: Path, tmp_path: 
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and "other size" in stderr
 
 
+def forget_done_line(out: Path, target: str) -> None:
+    """Drop ``target``'s done line from its chunk's journal: as if its worker died right after
+    the output's rename, before it could write the line."""
+    for path in (out / JOURNAL).glob("chunk-*.jsonl"):
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not (json.loads(line)["target"] == target
+                                               and json.loads(line)["state"] == "done")]
+        if kept != lines:
+            path.write_text("".join(kept))
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_what_a_killed_run_finished_and_removes_its_temporaries(
+        tiny_model: Path, tmp_path: Path, local_ray: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source = make_photos(tmp_path / "in", 8)
+    archive = tmp_path / "archive"
+    command = ["colorize", str(source), "--model", str(tiny_model), "--out", str(archive), "--batch-size", "2",
+               "--ray"]
+    assert main(command) == 0
+    first = outputs(archive)
+    # The state a SIGKILL leaves, made exactly: one output renamed into place without its done
+    # line; one never renamed (its temporary file half-written, its done line never written).
+    renamed, unfinished = "a/p001.png", "b/deep/p002.png"
+    forget_done_line(archive, renamed)
+    forget_done_line(archive, unfinished)
+    (archive / unfinished).unlink()
+    (archive / "b/deep/.chromalab-k1ll3d0x.png").write_bytes(first[unfinished][:100])
+    (archive / "b/deep/.chromalab-notes.txt").write_text("the user's, not a temporary name")
+    renamed_at = (archive / renamed).stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(command) == 0
+    stdout = capsys.readouterr().out
+    assert "colorized 1 photo(s)" in stdout and "7 done by an earlier run" in stdout
+    assert (archive / renamed).stat().st_mtime_ns == renamed_at  # kept, not written again
+    assert (archive / "b/deep/.chromalab-notes.txt").is_file()
+    (archive / "b/deep/.chromalab-notes.txt").unlink()
+    assert outputs(archive) == first and not temporaries(archive)
+    assert set(done_counts(archive).values()) == {1} and len(done_counts(archive)) == 8
+
+
 @pytest.mark.slow
 def test_a_worker_killed_halfway_is_replaced_and_the_job_completes(
         tiny_model: Path, tmp_path: Path, local_ray: str, capsys: pytest.CaptureFixture[str]) -> None:
