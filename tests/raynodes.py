@@ -8,6 +8,7 @@ names its own temp dir or its head's port, and their children.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -29,9 +30,11 @@ def _processes() -> dict[int, tuple[int, str]]:
 
 
 def node_processes(marks: list[str]) -> set[int]:
-    """The processes whose command line holds one of ``marks``, and all their descendants."""
+    """The processes whose command line holds one of ``marks`` (a whole word: ``:6379`` is not
+    ``:63790``), and all their descendants."""
     table = _processes()
-    chosen = {pid for pid, (_, command) in table.items() if any(mark in command for mark in marks)}
+    pattern = re.compile("|".join(f"{re.escape(mark)}(?![\\w.-])" for mark in marks))
+    chosen = {pid for pid, (_, command) in table.items() if pattern.search(command)}
     chosen.discard(os.getpid())
     grew = True
     while grew:
