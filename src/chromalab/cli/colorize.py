@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from chromalab.errors import ChromalabError
 
 if TYPE_CHECKING:
+    from rich.progress import Task
+
     from chromalab.inference.colorizer import AbTransform, Colorizer
 
 
@@ -60,10 +64,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="one color point in the photo's pixels (repeatable; one photo only)")
     controls.add_argument("--no-temporal", dest="temporal", action="store_false",
                           help="video: colorize every frame independently (no flicker suppression)")
+    archive = parser.add_argument_group("archive scale on a Ray cluster (docs/archive.md; pip install 'chromalab[ray]')")
+    archive.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                         help="colorize photos on Ray: ADDRESS of a running cluster (auto: the one this "
+                         "machine belongs to), or none to start Ray on this machine. DST must be a folder every "
+                         "node sees at the same path; a run started again with the same command resumes the job. "
+                         "Put it after the inputs (or write --ray=ADDRESS)")
+    archive.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                         help="model actors in the pool (default: the cluster's cores / --ray-threads-per-actor)")
+    archive.add_argument("--ray-threads-per-actor", type=int, default=1, metavar="N",
+                         help="CPU threads of each actor (default 1); actors x threads = cores")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        return _run_ray(args)
     from chromalab.inference.colorize import colorize_files, plan_jobs
     from chromalab.inference.colorizer import Colorizer
     from chromalab.inference.controls import ColorControls, make_ab_transform
@@ -110,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.ok and not video_status else 1
 
 
-def _points_of(args: argparse.Namespace, jobs: list) -> dict[Path, list] | None:
+def _points_of(args: argparse.Namespace, jobs: list, out: Path | None = None) -> dict[Path, list] | None:
     """Each photo's color points from --point / --points, checked against the photo's size."""
     from chromalab.inference.points_files import points_for_jobs
 
@@ -120,9 +136,129 @@ def _points_of(args: argparse.Namespace, jobs: list) -> dict[Path, list] | None:
         raise ChromalabError("give --point or --points, not both")
     sources = [job.source for job in jobs]
     # A job's output mirrors the photo's place under its input folder: so does a points folder.
-    relative = [job.target.relative_to(Path(args.out)) for job in jobs]
+    relative = [job.target.relative_to(out or Path(args.out)) for job in jobs]
     return points_for_jobs(sources, flags=args.point, points=Path(args.points) if args.points else None,
                            relative=relative)
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    """Photos on a Ray cluster (chromalab.inference.archive): same outputs, resumable."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chromalab.inference import archive
+    from chromalab.inference.video import is_video_path
+
+    archive.require_ray()
+    if args.ray != archive.LOCAL and os.path.lexists(args.ray) and args.ray not in args.inputs:
+        raise ChromalabError(f"--ray took {args.ray} as its cluster address; put --ray after the inputs "
+                             "or write --ray=ADDRESS")
+    videos = [path for path in args.inputs if is_video_path(path)]
+    if videos:
+        raise ChromalabError(f"{videos[0]}: videos are colorized on one machine; run without --ray")
+    if args.samples is not None:
+        raise ChromalabError("--samples runs on one machine; run without --ray")
+    if args.ray_threads_per_actor < 1 or (args.ray_actors is not None and args.ray_actors < 1):
+        raise ChromalabError("--ray-actors and --ray-threads-per-actor take a number of 1 or more")
+    # Ray starts (seconds of its own processes) while this process loads the model and lists
+    # the photos: the start-up overlaps the driver's own preparation.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        preparing = pool.submit(_prepare_ray_job, args)
+        started_here = archive.connect(args.ray)
+        try:
+            jobs, missing, points, settings, identity = preparing.result()
+            # The bar appears with the first photos done: Ray's own start-up lines come before it.
+            progress = Progress(TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                                _RemainingColumn(), transient=True, disable=not sys.stderr.isatty())
+            task = progress.add_task("colorize", total=None, since=None)
+
+            def advance(count: int) -> None:
+                if progress.tasks[0].fields["since"] is None:
+                    # Rates count from the first results, past Ray's start-up.
+                    progress.update(task, since=(time.monotonic(), count))
+                    progress.start()
+                progress.update(task, advance=count)
+
+            try:
+                report = archive.run_archive(
+                    jobs, settings, identity, missing, address=args.ray, actors=args.ray_actors, points=points,
+                    on_total=lambda total: progress.update(task, total=total), on_progress=advance,
+                )
+            finally:
+                progress.stop()
+        finally:
+            if started_here:
+                import ray
+
+                ray.shutdown()
+    out = Path(settings.out_dir)
+    for message in report.messages:
+        print(f"error: {message}", file=sys.stderr)
+    print(f"colorized {report.written} photo(s) into {args.out}"
+          + (f"; {report.already_done} done by an earlier run" if report.already_done else "")
+          + (f"; {len(report.failed)} failed (listed in {archive.journal_dir(out) / archive.FAILED_FILE})"
+             if report.failed else ""))
+    return 0 if report.ok else 1
+
+
+def _prepare_ray_job(args: argparse.Namespace) -> tuple:
+    """The driver's side of a --ray job: checked options, the photos listed once, their points,
+    and the settings every actor gets; (jobs, missing inputs, points, settings, job identity)."""
+    import os
+
+    from chromalab.checkpoint import resolve_model_path
+    from chromalab.inference import archive
+    from chromalab.inference.colorize import plan_jobs
+    from chromalab.inference.colorizer import Colorizer
+    from chromalab.inference.controls import ColorControls, make_ab_transform
+
+    # Checked here, before any photo is sent: the controls, the model (an onnx export is made
+    # once, here, not by every actor at once) and its backend and precision, which every actor
+    # then uses as resolved here, so all nodes compute alike.
+    make_ab_transform(ColorControls(args.temperature, args.hue, args.saturation, args.reference))
+    model = resolve_model_path(args.model)
+    colorizer = Colorizer.load(model, backend=args.backend, precision=args.precision)
+    if args.smoothing is not None:
+        from chromalab.inference.smoothing import parse_smoothing
+
+        parse_smoothing(args.smoothing)
+    out = Path(os.path.abspath(args.out))
+    jobs, missing = plan_jobs(args.inputs, out, args.format)
+    points = _points_of(args, jobs, out)
+    settings = archive.ArchiveSettings(
+        out_dir=str(out), model=str(Path(model).resolve()), backend=colorizer.backend_name,
+        precision=colorizer.precision, size=args.size, batch_size=args.batch_size or 32,
+        smoothing=args.smoothing, temperature=args.temperature, hue=args.hue, saturation=args.saturation,
+        reference=os.path.abspath(args.reference) if args.reference else None, overwrite=args.overwrite,
+        threads=args.ray_threads_per_actor,
+    )
+    identity = [os.path.abspath(item) for item in args.inputs] + [
+        f"--points={os.path.abspath(args.points)}" if args.points else "", *(f"--point={p}" for p in args.point or ())]
+    return jobs, missing, points, settings, identity
+
+
+def _rate(task: "Task") -> float | None:
+    """Photos/s since the first results came back (they come a chunk at a time)."""
+    since = task.fields.get("since")
+    if not since:
+        return None
+    elapsed = time.monotonic() - since[0]
+    return (task.completed - since[1]) / elapsed if elapsed > 1 and task.completed > since[1] else None
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: "Task") -> Text:
+        rate = _rate(task)
+        return Text(f"{rate:.1f} photos/s" if rate else "- photos/s")
+
+
+class _RemainingColumn(ProgressColumn):
+    def render(self, task: "Task") -> Text:
+        rate = _rate(task)
+        if not rate or task.total is None:
+            return Text("-:--:--")
+        seconds = int((task.total - task.completed) / rate)
+        return Text(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}")
 
 
 def _progress(label: str) -> Progress:

@@ -126,6 +126,25 @@ def _load_batch(jobs: Iterator[Job], size: int) -> list[tuple[Job, Image.Image |
     return batch
 
 
+def chunked(jobs: Sequence[Job], size: int) -> list[list[Job]]:
+    """Jobs in fixed chunks of ``size``: the unit a batch never crosses.
+
+    A batch is a chunk, or part of one once its photos hold BATCH_PIXELS. Fixed chunks make the
+    batches a function of the job list alone, so a distributed run that hands whole chunks to
+    its workers (chromalab.inference.archive) forms the very batches this machine does, and the
+    PyTorch backend, whose numbers may differ in the last bit between batch compositions, gives
+    byte-identical outputs either way.
+    """
+    return [list(jobs[start:start + size]) for start in range(0, len(jobs), size)]
+
+
+def _batches(chunks: Sequence[Sequence[Job]], size: int) -> Iterator[list[tuple[Job, Image.Image | BadImageError]]]:
+    for chunk in chunks:
+        left = iter(chunk)
+        while batch := _load_batch(left, size):
+            yield batch
+
+
 def _merge_and_save(
     colorizer: Colorizer,
     good: Sequence[tuple[Job, Image.Image]],
@@ -133,18 +152,50 @@ def _merge_and_save(
     overwrite: bool,
     protected: frozenset[Path],
     points: Mapping[Path, Sequence[ColorPoint]],
+    skip: frozenset[Path] = frozenset(),
+    before_write: Callable[[Job], None] | None = None,
 ) -> list[tuple[Job, BadImageError | None]]:
     """Full-resolution photos from the network's small a*b* (corrected by the photo's color
-    points, if it has any), written; each job's error or None."""
+    points, if it has any), written; each job's error or None. Jobs whose target is in ``skip``
+    (written by an earlier run) were only part of the batch: they are not written again."""
     written: list[tuple[Job, BadImageError | None]] = []
     for (job, image), ab in zip(good, ab_small):
+        if job.target in skip:
+            continue
         try:
+            if before_write is not None:
+                before_write(job)
             ab = with_points(image, ab, points.get(job.source, ()))
             save_image_atomic(colorizer.merge(image, ab), job.target, overwrite=overwrite, protected=protected)
             written.append((job, None))
         except BadImageError as error:
             written.append((job, error))
     return written
+
+
+def check_jobs(
+    jobs: Sequence[Job],
+    overwrite: bool,
+    report: ColorizeReport,
+    on_error: Callable[[str], None],
+    own: frozenset[Path] = frozenset(),
+) -> list[Job]:
+    """The jobs that may be written, in order; the others are failed in ``report`` (an output
+    over an input, or over an existing file without ``overwrite``). ``own``: targets this same
+    job wrote in an earlier, interrupted run (its journal says so): kept, not a conflict."""
+    protected = frozenset(resolved(job.source) for job in jobs)
+    pending = []
+    for job in jobs:  # decide up front, so nothing is computed for a file we may not write
+        if resolved(job.target) in protected:
+            reason = "output would overwrite an input file"
+        elif job.target.exists() and not overwrite and job.target not in own:
+            reason = f"output {job.target} exists (use --overwrite to replace it)"
+        else:
+            pending.append(job)
+            continue
+        report.failed[job.source] = reason
+        on_error(f"{job.source}: {reason}")
+    return pending
 
 
 def colorize_files(
@@ -182,44 +233,72 @@ def colorize_files(
         on_error(str(error))
         return report
     protected = frozenset(resolved(job.source) for job in jobs)
-    pending = []
-    for job in jobs:  # decide up front, so nothing is computed for a file we may not write
-        if resolved(job.target) in protected:
-            reason = "output would overwrite an input file"
-        elif job.target.exists() and not overwrite:
-            reason = f"output {job.target} exists (use --overwrite to replace it)"
-        else:
-            pending.append(job)
-            continue
-        report.failed[job.source] = reason
-        on_error(f"{job.source}: {reason}")
+    pending = check_jobs(jobs, overwrite, report, on_error)
+    colorize_chunks(colorizer, chunked(pending, batch_size), report, size=size, batch_size=batch_size,
+                    overwrite=overwrite, protected=protected, ab_transform=ab_transform, points=points,
+                    on_progress=on_progress, on_error=on_error, **options)
+    return report
+
+
+def colorize_chunks(
+    colorizer: Colorizer,
+    chunks: Sequence[Sequence[Job]],
+    report: ColorizeReport,
+    size: int | None = None,
+    batch_size: int = 32,
+    overwrite: bool = False,
+    protected: frozenset[Path] = frozenset(),
+    ab_transform: AbTransform | None = None,
+    points: Mapping[Path, Sequence[ColorPoint]] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    skip: frozenset[Path] = frozenset(),
+    before_write: Callable[[Job], None] | None = None,
+    on_done: Callable[[Job, str | None], None] | None = None,
+    **options: Any,
+) -> None:
+    """The per-photo work of every colorize command: decode, colorize, merge, write atomically.
+
+    ``chunks``: checked jobs (see ``check_jobs``) in chunks (see ``chunked``); a batch never
+    crosses a chunk. Results go to ``report``, ``on_error`` (one line per bad photo),
+    ``on_progress`` (photos finished) and ``on_done`` (each job, its error's reason or None).
+    ``skip``: targets already written by an earlier run; their photos still join their batch
+    (so the others' batches stay the same) but are neither written nor reported.
+    ``before_write``: called just before a job's output is written (a journal's intent line).
+    """
+    on_error = on_error or (lambda message: log.error(message))
     # Three stages overlap: decoding the next batch (a thread), the network on this one (here),
     # and merging + writing the previous one at full resolution (another thread); numpy, OpenCV,
     # Pillow and onnxruntime release the GIL. On 2 busy cores that gains a few percent, on more
     # cores more. At most one batch waits to be written, so memory stays at three batches.
 
+    def finish(job: Job, error: BadImageError | None, message: str | None = None) -> None:
+        if error is None:
+            report.written.append(job.target)
+        else:
+            report.failed[job.source] = error.reason
+            on_error(message or f"{job.source}: {error.reason}")
+        if on_done is not None:
+            on_done(job, None if error is None else error.reason)
+
     def record(written: list[tuple[Job, BadImageError | None]]) -> None:
         for job, error in written:
-            if error is None:
-                report.written.append(job.target)
-            else:
-                report.failed[job.source] = error.reason
-                on_error(f"{job.source}: {error.reason}")
+            finish(job, error)
         if on_progress:
             on_progress(len(written))
 
-    jobs_left = iter(pending)  # read by the reader thread only
+    batches = _batches(chunks, batch_size)  # read by the reader thread only
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        upcoming = reader.submit(_load_batch, jobs_left, batch_size)
+        upcoming = reader.submit(next, batches, [])
         writing = None
         while loaded := upcoming.result():
-            upcoming = reader.submit(_load_batch, jobs_left, batch_size)
+            upcoming = reader.submit(next, batches, [])
             good, failed_now = [], []
             for job, image in loaded:
                 if isinstance(image, BadImageError):
-                    report.failed[job.source] = image.reason
-                    on_error(str(image))
-                    failed_now.append(job)
+                    if job.target not in skip:
+                        finish(job, image, str(image))  # a decoding error names the file it read
+                        failed_now.append(job)
                 else:
                     good.append((job, image))
             ab_small = colorizer.predict_photos(
@@ -227,9 +306,9 @@ def colorize_files(
             )
             if writing is not None:
                 record(writing.result())
-            writing = writer.submit(_merge_and_save, colorizer, good, ab_small, overwrite, protected, points or {})
+            writing = writer.submit(_merge_and_save, colorizer, good, ab_small, overwrite, protected, points or {},
+                                    skip, before_write)
             if on_progress and failed_now:
                 on_progress(len(failed_now))
         if writing is not None:
             record(writing.result())
-    return report
