@@ -146,7 +146,7 @@ def resume_config(args: argparse.Namespace):  # -> tuple[TrainConfig, checkpoint
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from chromalab.training.termination import TerminationWatch
+    from chromalab.training.termination import TerminationWatch, worker_stopped_by_signal
     from chromalab.training.trainer import train
 
     checkpoint = None
@@ -156,16 +156,19 @@ def run(args: argparse.Namespace) -> int:
         config = resolve_config(args)
     # Ctrl+C, `kill` or `pkill -f` (which also kills the DataLoader workers, so fit() fails with
     # "worker killed"): one line that says how to continue, not an error.
-    watch = TerminationWatch()
-    try:
-        with watch:
+    # The watch stays installed while an error is handled: the process group's SIGTERM can reach
+    # a DataLoader worker (whose death fit() reports) before it reaches this process.
+    with TerminationWatch() as watch:
+        try:
             run_dir = train(config, resume=str(checkpoint) if checkpoint else None)
-    except (KeyboardInterrupt, SystemExit):
-        return _interrupted(config, sys.stderr)
-    except Exception:
-        if watch.received:
+        except (KeyboardInterrupt, SystemExit):
+            watch.quiet()
             return _interrupted(config, sys.stderr)
-        raise
+        except Exception as error:
+            watch.quiet()
+            if watch.received or worker_stopped_by_signal(error):
+                return _interrupted(config, sys.stderr)
+            raise
     if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
         return 0  # DDP worker processes: rank 0 reports
     print(f"training finished: model {run_dir / 'model.safetensors'}, samples {run_dir / 'samples'}, "

@@ -21,11 +21,22 @@ from types import FrameType, TracebackType
 from typing import Any
 
 
+STOP_SIGNALS_IN_WORKER_ERRORS = ("killed by signal: Terminated", "killed by signal: Interrupt")
+
+
+def worker_stopped_by_signal(error: BaseException) -> bool:
+    """True for fit()'s error when a DataLoader worker died of SIGTERM/SIGINT: a stop request
+    sent to the whole process group that reached the worker before the main process."""
+    text = str(error)
+    return "DataLoader worker" in text and any(signal_name in text for signal_name in STOP_SIGNALS_IN_WORKER_ERRORS)
+
+
 class TerminationWatch:
     """Context manager: SIGTERM while inside raises KeyboardInterrupt and sets ``received``."""
 
     def __init__(self) -> None:
         self.received = False
+        self._quiet = False
         self._previous: Any = None
         self._installed = False
 
@@ -40,8 +51,14 @@ class TerminationWatch:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         first = not self.received
         self.received = True
-        if first:  # once: a second signal during the shutdown must not interrupt the clean-up
+        # Once, and not while the caller is already stopping: a signal during the clean-up
+        # must not interrupt it.
+        if first and not self._quiet:
             raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    def quiet(self) -> None:
+        """From now on a SIGTERM is only recorded (the caller is handling a stop or an error)."""
+        self._quiet = True
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
