@@ -197,7 +197,10 @@ def json_scorecard(card: Scorecard) -> str:
     }, indent=2, allow_nan=False, default=str) + "\n"
 
 
-def scorecard_sheet(card: Scorecard, per_set: int = 2, gap: int = 4) -> Image.Image:
+SHEET_SIDE = 192  # longest side of a photo on the sheet: 8 sets of 2 rows stay a readable page
+
+
+def scorecard_sheet(card: Scorecard, per_set: int = 2, gap: int = 4, side: int = SHEET_SIDE) -> Image.Image:
     """``per_set`` photos of every set: gray input | each model | truth, under the set's name."""
     blocks = []
     for score_set in card.sets:
@@ -206,7 +209,7 @@ def scorecard_sheet(card: Scorecard, per_set: int = 2, gap: int = 4) -> Image.Im
         if count == 0:
             continue
         chosen = sorted({round(i * (count - 1) / max(1, per_set - 1)) for i in range(min(per_set, count))})
-        trimmed = [dataclasses.replace(r, samples=_subset(r.samples, chosen)) for r in results if r.name != GRAY]
+        trimmed = [dataclasses.replace(r, samples=_subset(r.samples, chosen, side)) for r in results if r.name != GRAY]
         block = sample_sheet(trimmed, gap=gap)
         title = Image.new("RGB", (block.width, 22), (235, 235, 235))
         ImageDraw.Draw(title).text((gap + 2, 11), f"{score_set.name}", fill=(0, 0, 0), font=_font(14), anchor="lm")
@@ -222,12 +225,20 @@ def scorecard_sheet(card: Scorecard, per_set: int = 2, gap: int = 4) -> Image.Im
     return sheet
 
 
-def _subset(samples: Samples, indices: list[int]) -> Samples:
+def _subset(samples: Samples, indices: list[int], side: int) -> Samples:
     def pick(items: list) -> list:
         return [items[i] for i in indices if i < len(items)]
 
-    return Samples(paths=pick(samples.paths), gray=pick(samples.gray), truth=pick(samples.truth),
-                   output=pick(samples.output), points=pick(samples.points))
+    def small(images: list[Image.Image]) -> list[Image.Image]:
+        resized = []
+        for image in pick(images):
+            image = image.copy()
+            image.thumbnail((side, side), Image.Resampling.LANCZOS)
+            resized.append(image)
+        return resized
+
+    return Samples(paths=pick(samples.paths), gray=small(samples.gray), truth=small(samples.truth),
+                   output=small(samples.output), points=pick(samples.points))
 
 
 def write_scorecard(card: Scorecard, out_dir: str | Path, overwrite: bool = False,
@@ -242,6 +253,6 @@ def write_scorecard(card: Scorecard, out_dir: str | Path, overwrite: bool = Fals
         "csv": write_text_atomic(out / "scorecard.csv", csv_scorecard(card), overwrite),
         "json": write_text_atomic(out / "scorecard.json", json_scorecard(card), overwrite),
     }
-    save_image_atomic(scorecard_sheet(card, per_set), out / "sheet.jpg", overwrite=overwrite)
+    save_image_atomic(scorecard_sheet(card, per_set), out / "sheet.jpg", overwrite=overwrite, quality=85)
     written["sheet"] = out / "sheet.jpg"
     return written
