@@ -2,8 +2,8 @@
 
     python benchmarks/points_web.py [--model default] [--repeats 9] [--points 5]
 
-For a 12-megapixel and a ~1-megapixel gray photo (Kodak kodim23, upscaled): opens a points
-session as the page does (decode, network, L*, guide: once per photo), then times
+For a 12-megapixel and a ~1-megapixel gray photo (Kodak kodim23, upscaled): opens the photo for
+editing as the page does (decode, network, L*, guide: once per photo), then times
 
 - on the server, the job a render runs on the inference thread (spread + merge with the kept
   L* + encode), split into its stages, for the live preview the page asks for (longest side
@@ -78,9 +78,9 @@ def server_side(model: str, path: Path, points: list[dict], repeats: int) -> Non
         started = time.perf_counter()
         info = point_sessions.open_session(worker, store, model_file, model, upload, jobs.Settings())
         opens.append(time.perf_counter() - started)
-    session = store.get(info["session"])
+    editing = store.get(info["session"])  # the photo's editing state on the server
     chosen = make_points(points)
-    print(f"  open a session (decode, network, L*, guide; once per photo): {median_ms(opens)}")
+    print(f"  open the photo for editing (decode, network, L*, guide; once per photo): {median_ms(opens)}")
     for label, max_side, image_format in (("live preview, 2048 px JPEG 90", point_sessions.PREVIEW_SIDE, "jpeg"),
                                           ("full size JPEG 95", 0, "jpeg"), ("full size PNG", 0, "png")):
         order = point_sessions.RenderOrder(info["session"], chosen, None, max_side, image_format)
@@ -91,9 +91,9 @@ def server_side(model: str, path: Path, points: list[dict], repeats: int) -> Non
             rendered = point_sessions.render(store, order)
             totals.append(time.perf_counter() - started)
             t0 = time.perf_counter()
-            ab = with_points(session.photo, session.ab_small, chosen, session.guide)
+            ab = with_points(editing.photo, editing.ab_small, chosen, editing.guide)
             t1 = time.perf_counter()
-            pixels = merge_full_resolution(session.lightness_at(max_side), ab.unsqueeze(0))
+            pixels = merge_full_resolution(editing.lightness_at(max_side), ab.unsqueeze(0))
             t2 = time.perf_counter()
             point_sessions.encode_pixels(pixels, image_format, preview=max_side > 0)
             t3 = time.perf_counter()
@@ -131,32 +131,32 @@ def end_to_end(base: str, model: str, path: Path, points: list[dict], repeats: i
                                data={"model": model})
             opens.append(time.perf_counter() - started)
             opened.raise_for_status()
-        print(f"  HTTP, open a session ({path.stat().st_size / 1e6:.1f} MB upload included): {median_ms(opens[1:])}")
-        session = opened.json()["session"]
+        print(f"  HTTP, open the photo for editing ({path.stat().st_size / 1e6:.1f} MB upload included): {median_ms(opens[1:])}")
+        photo_id = opened.json()["session"]
         for label, extra in (("live preview, 2048 px JPEG 90", {"max_side": 2048, "format": "jpeg"}),
                              ("full size JPEG 95", {"format": "jpeg"}), ("full size PNG", {"format": "png"})):
-            http.post("/api/points/render", json={"session": session, "points": points, **extra}).raise_for_status()
+            http.post("/api/points/render", json={"session": photo_id, "points": points, **extra}).raise_for_status()
             samples, server = [], []
             for seq in range(repeats):
                 started = time.perf_counter()
-                response = http.post("/api/points/render", json={"session": session, "points": points, **extra})
+                response = http.post("/api/points/render", json={"session": photo_id, "points": points, **extra})
                 data = response.content
                 samples.append(time.perf_counter() - started)
                 response.raise_for_status()
                 server.append(float(response.headers["x-chromalab-seconds"]))
             print(f"  HTTP,   {label:30s} {median_ms(samples)}  (server part {median_ms(server).strip()}, "
                   f"{len(data) / 1e6:.2f} MB)")
-        burst(base, session, points)
+        burst(base, photo_id, points)
 
 
-def burst(base: str, session: str, points: list[dict], changes: int = 10) -> None:
+def burst(base: str, photo_id: str, points: list[dict], changes: int = 10) -> None:
     """Ten changes at once, sequence numbers rising: the overtaken ones are dropped unrendered."""
     async def send_all() -> tuple[list[int], float]:
         async with httpx.AsyncClient(base_url=base, timeout=120) as http:
             started = time.perf_counter()
-            first = 1_000_000  # above every seq this photo's editing session has had
+            first = 1_000_000  # above every seq this photo has had
             responses = await asyncio.gather(*[
-                http.post("/api/points/render", json={"session": session, "points": points[: 1 + i % len(points)],
+                http.post("/api/points/render", json={"session": photo_id, "points": points[: 1 + i % len(points)],
                                                       "seq": first + i, "max_side": 2048, "format": "jpeg"})
                 for i in range(changes)])
             return [r.status_code for r in responses], time.perf_counter() - started

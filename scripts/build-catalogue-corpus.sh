@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Add the catalogue photos of ../shared/data/train to the training corpus (phase 3, tried in
-# session 10: configs/default-catalogue.yaml; MODEL_CARD.md says what it did).
+# Add the catalogue photos of ../shared/data/train to the training corpus (the catalogue phase tried on
+# 2026-12-04 and not shipped: configs/default-catalogue.yaml; MODEL_CARD.md says what it did).
 #
 #   bash scripts/build-catalogue-corpus.sh CATALOGUE OUT
 #

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from chromalab.cli.evaluate import (
     add_common_arguments,
+    add_model_list_argument,
     default_out,
     parse_metrics,
     print_summary,
@@ -24,8 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "grid.png (a row per photo: gray | each model | truth) and curves.png (training curves of "
         "run folders).",
     )
-    parser.add_argument("models", nargs="+", metavar="MODEL_OR_RUN",
-                        help="run folder, model file (.safetensors/.ckpt) or shipped model name")
+    add_model_list_argument(parser)
     add_common_arguments(parser)
     parser.set_defaults(func=run)
 

@@ -9,27 +9,41 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+MODELS_HELP = "run folder, model file (.safetensors/.ckpt) or shipped model name"
+
+
+def add_model_list_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional list of models that ``compare`` and ``scorecard`` score side by side."""
+    parser.add_argument("models", nargs="+", metavar="MODEL_OR_RUN", help=MODELS_HELP)
+
+
+def add_scoring_options(parser: argparse.ArgumentParser,
+                        limit_help: str = "evaluate at most N photos (in sorted order)") -> None:
+    """Options of every command that scores photos: ``evaluate``, ``compare``, ``scorecard``."""
+    parser.add_argument("--size", type=int, default=256,
+                        help="shorter side resized to SIZE, center crop SIZE x SIZE; 0 = full resolution (default: 256)")
+    parser.add_argument("--limit", type=int, default=None, help=limit_help)
+    parser.add_argument("--batch-size", type=int, default=16, help="photos per batch (default: 16)")
+    parser.add_argument("--out", default=None, help="report folder (default: reports/<command>-<time>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
+    parser.add_argument("--device", default=None, help="where Inception and ST-LPIPS run (default: cuda if available)")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``evaluate`` and ``compare``."""
     parser.add_argument("--data", required=True, help="folder of photos (searched recursively) or one image")
-    parser.add_argument("--size", type=int, default=256,
-                        help="shorter side resized to SIZE, center crop SIZE x SIZE; 0 = full resolution (default: 256)")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N photos (in sorted order)")
-    parser.add_argument("--batch-size", type=int, default=16, help="photos per batch (default: 16)")
+    add_scoring_options(parser)
     parser.add_argument("--metrics", default=None,
                         help="comma-separated subset of: fid, colorfulness, colorfulness_truth, delta_colorfulness, "
                         "psnr, ssim, ssim_ab, ciede2000, lpips, delta_l (default: all)")
     parser.add_argument("--baselines", action="store_true",
                         help="also score the 'gray' (no color) and 'mean-ab' (constant mean chroma) baselines")
-    parser.add_argument("--out", default=None, help="report folder (default: reports/<command>-<time>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
     parser.add_argument("--points", type=int, default=0, metavar="N",
                         help="give every model N color points per photo, simulated from the truth (seeded; "
                         "uniform positions; the truth's 3x3 mean color): scores point-guided colorization")
     parser.add_argument("--damage", action="store_true",
                         help="damage every gray input as an old photo (faded contrast, blur, film grain, JPEG; "
                         "seeded by file name; the truth stays clean): scores robustness on real old photos")
-    parser.add_argument("--device", default=None, help="where Inception and ST-LPIPS run (default: cuda if available)")
     parser.add_argument("--no-fid-cache", dest="fid_cache", action="store_false",
                         help="measure the ground truths' Inception statistics even if the cache has them "
                         "(default: read/save them in the user cache; also CHROMALAB_FID_CACHE=off)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from chromalab.cli.evaluate import default_out, report_error
+from chromalab.cli.evaluate import add_model_list_argument, add_scoring_options, default_out, report_error
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,20 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "photos. Writes scorecard.md/.csv/.json (FID, FID / gray, colorfulness against the truth's, "
         "CIEDE2000, PSNR, |dL*|) and sheet.jpg (a few photos of each set: gray | each model | truth).",
     )
-    parser.add_argument("models", nargs="+", metavar="MODEL_OR_RUN",
-                        help="run folder, model file (.safetensors/.ckpt) or shipped model name")
+    add_model_list_argument(parser)
     parser.add_argument("--slices", default=None, help="folder with one sub-folder of photos per kind of photo")
     parser.add_argument("--val", default=None, help="evaluation photos, scored clean and damaged")
-    parser.add_argument("--no-damaged", dest="damaged", action="store_false",
-                        help="score --val clean only")
-    parser.add_argument("--size", type=int, default=256,
-                        help="shorter side resized to SIZE, center crop (default: 256)")
-    parser.add_argument("--limit", type=int, default=None, help="at most N photos of each set (in sorted order)")
-    parser.add_argument("--batch-size", type=int, default=16, help="photos per batch (default: 16)")
-    parser.add_argument("--sheet-photos", type=int, default=2, metavar="N", help="photos of each set on the sheet (default: 2)")
-    parser.add_argument("--out", default=None, help="report folder (default: reports/scorecard-<time>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace scorecard files already in --out")
-    parser.add_argument("--device", default=None, help="where Inception runs (default: cuda if available)")
+    parser.add_argument("--no-damaged", dest="damaged", action="store_false", help="score --val clean only")
+    parser.add_argument("--sheet-photos", type=int, default=2, metavar="N",
+                        help="photos of each set on the sheet (default: 2)")
+    add_scoring_options(parser, limit_help="at most N photos of each set (in sorted order)")
     parser.set_defaults(func=run)
 
 

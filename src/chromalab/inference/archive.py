@@ -354,8 +354,7 @@ def run_archive(
     gets the number of photos still to do once known, ``on_progress`` each finished photo's
     count as results stream back to the driver.
     """
-    from chromalab.data.images import BadImageError, check_writable_folder
-    from chromalab.inference.colorize import ColorizeReport, check_jobs, chunked
+    from chromalab.inference.colorize import ColorizeReport, check_jobs, chunked, fail_all_if_unwritable
 
     report = ArchiveReport()
     out_dir = Path(settings.out_dir)
@@ -368,12 +367,7 @@ def run_archive(
         fail(str(path), reason)
     if not jobs:
         return report
-    try:
-        check_writable_folder(out_dir)
-    except BadImageError as error:
-        for job in jobs:
-            report.failed[str(job.source)] = error.reason
-        report.messages.append(str(error))
+    if fail_all_if_unwritable(out_dir, jobs, report.failed, report.messages.append, key=str):
         return report
 
     resuming = open_job(out_dir, settings.identity(), inputs)

@@ -198,6 +198,20 @@ def check_jobs(
     return pending
 
 
+def fail_all_if_unwritable(out_dir: Path, jobs: Sequence[Job], failed: dict, on_error: Callable[[str], None],
+                           key: Callable[[Any], Any] = lambda source: source) -> bool:
+    """True when ``out_dir`` cannot be written: every job is marked failed with the reason
+    (keyed by ``key(job.source)``) and the one-line reason goes to ``on_error`` once."""
+    try:
+        check_writable_folder(out_dir)
+    except BadImageError as error:
+        for job in jobs:
+            failed[key(job.source)] = error.reason
+        on_error(str(error))
+        return True
+    return False
+
+
 def colorize_files(
     colorizer: Colorizer,
     inputs: Sequence[str | Path],
@@ -225,12 +239,7 @@ def colorize_files(
         on_error(f"{path}: {reason}")
     if not jobs:
         return report
-    try:
-        check_writable_folder(out_dir)
-    except BadImageError as error:
-        for job in jobs:
-            report.failed[job.source] = error.reason
-        on_error(str(error))
+    if fail_all_if_unwritable(out_dir, jobs, report.failed, on_error):
         return report
     protected = frozenset(resolved(job.source) for job in jobs)
     pending = check_jobs(jobs, overwrite, report, on_error)
