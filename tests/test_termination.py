@@ -73,3 +73,35 @@ def test_a_quiet_watch_records_a_signal_without_raising() -> None:
             if watch.received:
                 break
     assert watch.received
+
+
+STOPPED_WORKER_SCRIPT = """
+import subprocess, sys, time
+import torch
+from chromalab.training.termination import TerminationWatch
+
+batches = iter(torch.utils.data.DataLoader(range(64), batch_size=2, num_workers=1))
+next(batches)  # the worker runs and PyTorch's SIGCHLD alarm is installed
+with TerminationWatch() as watch:
+    if sys.argv[1] == "quiet":
+        watch.quiet()  # what a caller handling a stop does
+    # The group's stop signal reaches the worker; from another process, as `kill` or `pkill` send
+    # it (a worker exits quietly on a SIGTERM from its own parent).
+    subprocess.run(["kill", "-TERM", str(batches._workers[0].pid)], check=True)
+    time.sleep(1)
+print("stopped cleanly")
+"""
+
+
+@pytest.mark.parametrize("handled", ["quiet", "not-quiet"])
+def test_a_worker_dying_after_the_stop_is_handled_raises_nothing_later(handled: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", STOPPED_WORKER_SCRIPT, handled],
+                            capture_output=True, text=True, timeout=60)
+    if handled == "quiet":
+        assert result.returncode == 0 and result.stdout.strip() == "stopped cleanly", result.stderr
+        assert "Traceback" not in result.stderr and "Signal 17" not in result.stderr, result.stderr
+    else:  # PyTorch's own alarm, which the watch switches off once a stop is being handled
+        assert "DataLoader worker" in result.stderr and "killed by signal: Terminated" in result.stderr

@@ -146,7 +146,7 @@ def resume_config(args: argparse.Namespace):  # -> tuple[TrainConfig, checkpoint
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from chromalab.training.termination import TerminationWatch, worker_stopped_by_signal
+    from chromalab.training.termination import TerminationWatch
     from chromalab.training.trainer import train
 
     checkpoint = None
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             return _interrupted(config, sys.stderr)
         except Exception as error:
             watch.quiet()
-            if watch.received or worker_stopped_by_signal(error):
+            if watch.is_stop(error):
                 return _interrupted(config, sys.stderr)
             raise
     if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":

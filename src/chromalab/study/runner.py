@@ -125,25 +125,29 @@ def train_entries(study: Study, record: StudyRecord, log: Callable[[str], None] 
         if budget.images is not None:
             callbacks.append(ImageBudget(budget.images, config.data.batch_size))
         started = time.monotonic()
-        termination = TerminationWatch()
-        try:
-            with termination, warnings.catch_warnings():
-                # Lightning's advice on snapshotting GANs before their optimizer step: the
-                # snapshots are meant to hold the weights after it.
-                warnings.filterwarnings("ignore", message=".*manual optimization and every_n_train_steps.*")
-                train(config, resume=str(resume) if resume else None, callbacks=callbacks)
-        except (KeyboardInterrupt, SystemExit) as stop:
-            _interrupted(record, entry, position, log)
-            raise KeyboardInterrupt from stop
-        except Exception as error:  # noqa: BLE001 — one broken entry must not stop the others
-            if termination.received:  # e.g. a DataLoader worker killed by the same SIGTERM
+        # The watch stays installed while an error is handled: the process group's SIGTERM can
+        # reach a DataLoader worker (whose death fit() reports) before it reaches this process.
+        with TerminationWatch() as termination:
+            try:
+                with warnings.catch_warnings():
+                    # Lightning's advice on snapshotting GANs before their optimizer step: the
+                    # snapshots are meant to hold the weights after it.
+                    warnings.filterwarnings("ignore", message=".*manual optimization and every_n_train_steps.*")
+                    train(config, resume=str(resume) if resume else None, callbacks=callbacks)
+            except (KeyboardInterrupt, SystemExit) as stop:
+                termination.quiet()
                 _interrupted(record, entry, position, log)
-                raise KeyboardInterrupt from error
-            message = _error_line(error)
-            record.set_entry(entry.name, status=FAILED, error=message)
-            log(f"{position}: FAILED: {message}")
-            outcome.failed[entry.name] = message
-            continue
+                raise KeyboardInterrupt from stop
+            except Exception as error:  # noqa: BLE001 — one broken entry must not stop the others
+                if termination.is_stop(error):  # e.g. a DataLoader worker killed by the same SIGTERM
+                    termination.quiet()
+                    _interrupted(record, entry, position, log)
+                    raise KeyboardInterrupt from error
+                message = _error_line(error)
+                record.set_entry(entry.name, status=FAILED, error=message)
+                log(f"{position}: FAILED: {message}")
+                outcome.failed[entry.name] = message
+                continue
         minutes = (time.monotonic() - started) / 60
         if not is_finished(folder):  # e.g. a run that stopped before any training step
             message = f"training ended without writing {MODEL_FILE}"

@@ -354,19 +354,23 @@ class TrialObjective:
     def _train(self, trial: optuna.Trial, config: TrainConfig, callbacks: list) -> None:
         from chromalab.training.trainer import train
 
-        termination = TerminationWatch()
-        try:
-            with termination:
+        # The watch stays installed while an error is handled (see study/runner.py).
+        with TerminationWatch() as termination:
+            try:
                 train(config, callbacks=callbacks)
-        except optuna.TrialPruned as pruned:
-            self.log(f"trial #{trial.number} pruned: {pruned}")
-            raise
-        except ChromalabError:
-            raise  # the user's set-up: every trial would fail the same way
-        except Exception as error:  # noqa: BLE001 — e.g. a size the model cannot take
-            if termination.received:  # e.g. a DataLoader worker killed by the same SIGTERM
-                raise KeyboardInterrupt from error
-            self._fail(trial, "training", error)
+            except optuna.TrialPruned as pruned:
+                self.log(f"trial #{trial.number} pruned: {pruned}")
+                raise
+            except (KeyboardInterrupt, SystemExit):
+                termination.quiet()
+                raise
+            except ChromalabError:
+                raise  # the user's set-up: every trial would fail the same way
+            except Exception as error:  # noqa: BLE001 — e.g. a size the model cannot take
+                if termination.is_stop(error):  # e.g. a DataLoader worker killed by the same SIGTERM
+                    termination.quiet()
+                    raise KeyboardInterrupt from error
+                self._fail(trial, "training", error)
 
     def _fail(self, trial: optuna.Trial, stage: str, error: BaseException) -> NoReturn:
         message = f"{stage} failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

@@ -10,7 +10,14 @@ starts the next one: a stop request that starts more training.
 ``TerminationWatch`` installs a SIGTERM handler that remembers the signal and raises
 ``KeyboardInterrupt`` (so a signal outside ``fit``, e.g. while indexing photos, also stops);
 Lightning composes its own handler with one already installed, so ours still runs during
-``fit``. Callers ask ``watch.received`` before treating an error as a failure.
+``fit``. Callers ask ``watch.is_stop(error)`` before treating an error as a failure.
+
+PyTorch's DataLoader also installs a SIGCHLD handler that raises "DataLoader worker ... killed"
+whenever a worker dies. Once a stop is under way the workers dying of the same signal are
+expected, and that handler would otherwise go off at any later point: while the one-line
+message is printed, or in an exit hook, as a traceback. The watch switches it off for the rest
+of the process when a stop is received or handled; the DataLoader still notices dead workers
+by its own periodic check.
 """
 
 from __future__ import annotations
@@ -29,6 +36,19 @@ def worker_stopped_by_signal(error: BaseException) -> bool:
     sent to the whole process group that reached the worker before the main process."""
     text = str(error)
     return "DataLoader worker" in text and any(signal_name in text for signal_name in STOP_SIGNALS_IN_WORKER_ERRORS)
+
+
+def _child_ended(signum: int, frame: FrameType | None) -> None:
+    """SIGCHLD handler that does nothing."""
+
+
+def silence_worker_death_alarm() -> None:
+    """Replace PyTorch's SIGCHLD alarm (see the module's note) by a handler that does nothing;
+    main thread only. Not SIG_DFL: a SIGCHLD already pending would then be reported as "Signal 17
+    ignored due to race condition"; and never SIG_IGN, which makes the kernel reap children
+    before anyone can wait for them."""
+    if hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, _child_ended)
 
 
 class TerminationWatch:
@@ -51,6 +71,7 @@ class TerminationWatch:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         first = not self.received
         self.received = True
+        silence_worker_death_alarm()
         # Once, and not while the caller is already stopping: a signal during the clean-up
         # must not interrupt it.
         if first and not self._quiet:
@@ -59,6 +80,11 @@ class TerminationWatch:
     def quiet(self) -> None:
         """From now on a SIGTERM is only recorded (the caller is handling a stop or an error)."""
         self._quiet = True
+        silence_worker_death_alarm()
+
+    def is_stop(self, error: BaseException) -> bool:
+        """Whether an error out of training is the stop request (ours, or a worker's death by it)."""
+        return self.received or worker_stopped_by_signal(error)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
