@@ -192,6 +192,24 @@ def test_datamodule_splits_and_batches(photo_dir: Path) -> None:
     assert batch.shape == (4, 3, 24, 24) and batch.dtype == torch.uint8
 
 
+def _training_order(module: PhotoDataModule) -> list[bytes]:
+    module.setup()
+    return [photo.numpy().tobytes() for batch in module.train_dataloader() for photo in batch]
+
+
+def test_order_seed_changes_the_training_order_and_keeps_the_split(photo_dir: Path) -> None:
+    def module(**seeds: int) -> PhotoDataModule:
+        # batch 1: no last batch dropped, so every order holds every training photo
+        return PhotoDataModule(photo_dir, size=24, batch_size=1, val_fraction=0.25, workers=0, **seeds)
+
+    base, again, reordered = module(seed=0), module(seed=0), module(seed=0, order_seed=7)
+    assert _training_order(base) == _training_order(again)  # seeded: the same order twice
+    order = _training_order(base)
+    assert _training_order(reordered) != order and sorted(_training_order(reordered)) == sorted(order)
+    assert reordered.val_set.paths == base.val_set.paths and sorted(reordered.train_set.paths) == sorted(base.train_set.paths)
+    assert module(seed=0, order_seed=0).order_seed == base.order_seed == 0
+
+
 @pytest.mark.parametrize("width, height", [(150, 150), (150, 113), (113, 150), (640, 480), (97, 97)])
 def test_center_crop_of_any_size_to_128(width: int, height: int) -> None:
     # 150 -> 128 once computed a crop of 150.00000000000003 pixels and a negative box offset,

@@ -136,6 +136,17 @@ def test_seeded_shuffle_changes_each_epoch(prepared: Path) -> None:
     assert plain != epoch0 and sorted(plain) == sorted(epoch0)
 
 
+def test_order_seed_reshuffles_the_training_shards_and_keeps_the_split(prepared: Path) -> None:
+    def train(**seeds: int) -> list[bytes]:
+        return [t.numpy().tobytes() for t in ShardDataset(pattern(prepared), size=32, split="train",
+                                                          val_fraction=0.3, shuffle_buffer=6, **seeds)]
+
+    order = train(seed=1)
+    assert train(seed=1, order_seed=1) == order
+    other = train(seed=1, order_seed=2)
+    assert other != order and sorted(other) == sorted(order)  # the same photos: the split is the seed's
+
+
 def test_damaged_shard_is_read_up_to_the_damage(prepared: Path, tmp_path: Path) -> None:
     data = (prepared / "shards" / "shard-000000.tar").read_bytes()
     damaged = tmp_path / "shard-000000.tar"

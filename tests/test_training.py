@@ -289,3 +289,23 @@ def test_init_from_another_family_keeps_the_imagenet_encoder_it_does_not_replace
     for name in ("effunet", "effclassify"):
         build_objective(TrainConfig.from_dict({"model": {"name": name, "init_from": str(path)}}))
     assert asked == [False, True]
+
+
+def test_the_run_seed_orders_the_training_photos_and_the_data_seed_splits_them(photo_dir: Path, tmp_path: Path) -> None:
+    """A phase continued with another ``seed`` must not replay the earlier phase's photo order."""
+    from chromalab.training.trainer import build_datamodule
+
+    def modules(seed: int, data_seed: int = 0):
+        config = tiny_config(photo_dir, tmp_path / "run", data={"seed": data_seed})
+        config.seed = seed
+        module = build_datamodule(config)
+        module.setup()
+        return module
+
+    first, continued = modules(seed=0), modules(seed=4)
+    assert first.order_seed == 0  # seed 0: the order earlier runs had
+    assert continued.order_seed != first.order_seed
+    assert continued.val_set.paths == first.val_set.paths  # the same split
+    assert modules(seed=0, data_seed=3).val_set.paths != first.val_set.paths or len(first.val_set.paths) < 2
+    order = [p.numpy().tobytes() for batch in first.train_dataloader() for p in batch]
+    assert order != [p.numpy().tobytes() for batch in continued.train_dataloader() for p in batch]

@@ -29,13 +29,17 @@ class PhotoDataModule(L.LightningDataModule):
         workers: int | None = None,
         cache: bool = False,
         limit: int | None = None,
+        order_seed: int | None = None,
     ) -> None:
         super().__init__()
         self.data = str(data)
         self.size = size
         self.batch_size = batch_size
         self.val_fraction = val_fraction
-        self.seed = seed
+        self.seed = seed  # the validation split
+        # The order of the training photos; apart from the split so that a run continued with
+        # another seed sees other photos first, from the same split (None: ``seed``).
+        self.order_seed = seed if order_seed is None else order_seed
         self.workers = default_workers() if workers is None else workers
         self.cache = cache
         self.limit = limit
@@ -69,7 +73,7 @@ class PhotoDataModule(L.LightningDataModule):
             num_workers=self.workers,
             persistent_workers=self.workers > 0,
             pin_memory=torch.cuda.is_available(),
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            generator=torch.Generator().manual_seed(self.order_seed) if shuffle else None,
         )
 
     def train_dataloader(self) -> DataLoader:

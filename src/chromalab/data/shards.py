@@ -324,6 +324,7 @@ class ShardDataset(IterableDataset):
         limit: int | None = None,
         batch_size: int = 1,
         drop_last: bool = False,
+        order_seed: int | None = None,
     ) -> None:
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be train, val or all, not {split!r}")
@@ -331,7 +332,8 @@ class ShardDataset(IterableDataset):
         self.size = size
         self.split = split
         self.val_fraction = val_fraction
-        self.seed = seed
+        self.seed = seed  # the validation split
+        self.order_seed = seed if order_seed is None else order_seed  # the shuffles
         self.shuffle_buffer = shuffle_buffer
         self.epoch = 0
         self.samples_per_shard = [sum(self._wanted(name) for name in scan_keys(s)) for s in self.shards]
@@ -423,7 +425,7 @@ class ShardDataset(IterableDataset):
         epoch, self.epoch = self.epoch, self.epoch + 1
         order = list(range(len(self.shards)))
         if self.shuffle_buffer:
-            random.Random(f"{self.seed}:{epoch}").shuffle(order)  # the same order on every rank
+            random.Random(f"{self.order_seed}:{epoch}").shuffle(order)  # the same order on every rank
         # Rank r owns positions [r * len, (r + 1) * len) of the epoch's sequence (the last rank
         # wraps around to the start, as DistributedSampler pads); its workers cut that range
         # into consecutive pieces of their quotas. Every reader reads only its own stretch.
@@ -432,7 +434,7 @@ class ShardDataset(IterableDataset):
         samples = _padded(self._sequence(order, start, quota), quota)
         if self.shuffle_buffer:
             me = rank * workers + worker
-            samples = _buffer_shuffle(samples, self.shuffle_buffer, random.Random(f"{self.seed}:{epoch}:{me}"))
+            samples = _buffer_shuffle(samples, self.shuffle_buffer, random.Random(f"{self.order_seed}:{epoch}:{me}"))
         yield from samples
 
     # --- previews -----------------------------------------------------------------------
@@ -466,13 +468,15 @@ class ShardDataModule(L.LightningDataModule):
         cache: bool = False,
         limit: int | None = None,
         shuffle_buffer: int = 1000,
+        order_seed: int | None = None,
     ) -> None:
         super().__init__()
         self.data = data
         self.size = size
         self.batch_size = batch_size
         self.val_fraction = val_fraction
-        self.seed = seed
+        self.seed = seed  # the validation split
+        self.order_seed = order_seed  # the training order (None: ``seed``)
         self.workers = default_workers() if workers is None else workers
         self.limit = limit
         self.shuffle_buffer = shuffle_buffer
@@ -484,7 +488,7 @@ class ShardDataModule(L.LightningDataModule):
             return
         common = dict(size=self.size, val_fraction=self.val_fraction, seed=self.seed, batch_size=self.batch_size)
         self.train_set = ShardDataset(self.data, split="train", shuffle_buffer=self.shuffle_buffer,
-                                      limit=self.limit, **common)
+                                      limit=self.limit, order_seed=self.order_seed, **common)
         if self.train_set.total == 0:
             raise ChromalabError(f"{self.data}: no training photos in these shards")
         self.train_set.drop_last = len(self.train_set) > self.batch_size

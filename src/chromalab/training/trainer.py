@@ -99,7 +99,18 @@ def build_datamodule(config: TrainConfig) -> L.LightningDataModule:
     return datamodule(
         data.path, size=data.size, batch_size=data.batch_size, val_fraction=data.val_fraction,
         seed=data.seed, workers=data.workers, cache=data.cache, limit=data.limit,
+        order_seed=training_order_seed(data.seed, config.seed),
     )
+
+
+def training_order_seed(split_seed: int, run_seed: int) -> int:
+    """The seed of the training photos' order: the run's ``seed`` changes it, the split stays.
+
+    A phase continued from earlier weights with another ``seed`` then sees other photos first
+    instead of the earlier phase's sequence again. ``seed: 0`` keeps the order runs had before
+    the two were separated (the split's seed alone).
+    """
+    return split_seed + 1_000_003 * run_seed
 
 
 RUN_DIR_ENV = "CHROMALAB_RUN_DIR"  # the folder rank 0 chose, for the DDP processes it starts
