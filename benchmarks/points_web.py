@@ -65,37 +65,37 @@ def server_side(model: str, path: Path, points: list[dict], repeats: int) -> Non
     from chromalab.inference.colorizer import with_points
     from chromalab.inference.fullres import merge_full_resolution
     from chromalab.inference.points import make_points
-    from chromalab.web import jobs, point_sessions
+    from chromalab.web import jobs, point_edits
     from chromalab.web.worker import InferenceWorker
 
     worker = InferenceWorker()
-    store = point_sessions.SessionStore()
+    store = point_edits.EditStore()
     upload = jobs.Upload(path, path.name)
     model_file = resolve_model_path(model)
-    point_sessions.open_session(worker, store, model_file, model, upload, jobs.Settings())  # loads the model
+    point_edits.open_edit(worker, store, model_file, model, upload, jobs.Settings())  # loads the model
     opens = []
     for _ in range(3):
         started = time.perf_counter()
-        info = point_sessions.open_session(worker, store, model_file, model, upload, jobs.Settings())
+        info = point_edits.open_edit(worker, store, model_file, model, upload, jobs.Settings())
         opens.append(time.perf_counter() - started)
-    editing = store.get(info["session"])  # the photo's editing state on the server
+    editing = store.get(info["edit"])  # the photo's editing state on the server
     chosen = make_points(points)
     print(f"  open the photo for editing (decode, network, L*, guide; once per photo): {median_ms(opens)}")
-    for label, max_side, image_format in (("live preview, 2048 px JPEG 90", point_sessions.PREVIEW_SIDE, "jpeg"),
+    for label, max_side, image_format in (("live preview, 2048 px JPEG 90", point_edits.PREVIEW_SIDE, "jpeg"),
                                           ("full size JPEG 95", 0, "jpeg"), ("full size PNG", 0, "png")):
-        order = point_sessions.RenderOrder(info["session"], chosen, None, max_side, image_format)
-        point_sessions.render(store, order)  # the preview's L* is made on the first render, then kept
+        order = point_edits.RenderOrder(info["edit"], chosen, None, max_side, image_format)
+        point_edits.render(store, order)  # the preview's L* is made on the first render, then kept
         totals, stages = [], {"spread": [], "merge": [], "encode": []}
         for _ in range(repeats):
             started = time.perf_counter()
-            rendered = point_sessions.render(store, order)
+            rendered = point_edits.render(store, order)
             totals.append(time.perf_counter() - started)
             t0 = time.perf_counter()
             ab = with_points(editing.photo, editing.ab_small, chosen, editing.guide)
             t1 = time.perf_counter()
             pixels = merge_full_resolution(editing.lightness_at(max_side), ab.unsqueeze(0))
             t2 = time.perf_counter()
-            point_sessions.encode_pixels(pixels, image_format, preview=max_side > 0)
+            point_edits.encode_pixels(pixels, image_format, preview=max_side > 0)
             t3 = time.perf_counter()
             for stage, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
                 stages[stage].append(seconds)
@@ -127,19 +127,19 @@ def end_to_end(base: str, model: str, path: Path, points: list[dict], repeats: i
         opens = []
         for _ in range(4):  # the first loads the model into the server: not counted
             started = time.perf_counter()
-            opened = http.post("/api/points/session", files={"image": (path.name, path.read_bytes(), "image/jpeg")},
+            opened = http.post("/api/points/edit", files={"image": (path.name, path.read_bytes(), "image/jpeg")},
                                data={"model": model})
             opens.append(time.perf_counter() - started)
             opened.raise_for_status()
         print(f"  HTTP, open the photo for editing ({path.stat().st_size / 1e6:.1f} MB upload included): {median_ms(opens[1:])}")
-        photo_id = opened.json()["session"]
+        photo_id = opened.json()["edit"]
         for label, extra in (("live preview, 2048 px JPEG 90", {"max_side": 2048, "format": "jpeg"}),
                              ("full size JPEG 95", {"format": "jpeg"}), ("full size PNG", {"format": "png"})):
-            http.post("/api/points/render", json={"session": photo_id, "points": points, **extra}).raise_for_status()
+            http.post("/api/points/render", json={"edit": photo_id, "points": points, **extra}).raise_for_status()
             samples, server = [], []
             for seq in range(repeats):
                 started = time.perf_counter()
-                response = http.post("/api/points/render", json={"session": photo_id, "points": points, **extra})
+                response = http.post("/api/points/render", json={"edit": photo_id, "points": points, **extra})
                 data = response.content
                 samples.append(time.perf_counter() - started)
                 response.raise_for_status()
@@ -156,7 +156,7 @@ def burst(base: str, photo_id: str, points: list[dict], changes: int = 10) -> No
             started = time.perf_counter()
             first = 1_000_000  # above every seq this photo has had
             responses = await asyncio.gather(*[
-                http.post("/api/points/render", json={"session": photo_id, "points": points[: 1 + i % len(points)],
+                http.post("/api/points/render", json={"edit": photo_id, "points": points[: 1 + i % len(points)],
                                                       "seq": first + i, "max_side": 2048, "format": "jpeg"})
                 for i in range(changes)])
             return [r.status_code for r in responses], time.perf_counter() - started

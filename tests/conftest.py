@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic photos and a tiny trained model, made once per session."""
+"""Shared fixtures: tiny synthetic photos and a tiny trained model, made once per test run."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def synthetic_photo(seed: int, width: int = 48, height: int = 40) -> Image.Image
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Folder indexes and decoded caches go to a per-session temp dir, never to ~/.cache.
+    # Folder indexes and decoded caches go to a temp dir of this test run, never to ~/.cache.
     monkeypatch.setenv("CHROMALAB_CACHE", str(tmp_path_factory.getbasetemp() / "chromalab-cache"))
 
 

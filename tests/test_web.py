@@ -25,7 +25,7 @@ from chromalab.data.images import open_rgb
 from chromalab.errors import ChromalabError
 from chromalab.inference.colorizer import Colorizer
 from chromalab.inference.controls import ColorControls, make_ab_transform
-from chromalab.web import jobs, point_sessions, video_jobs
+from chromalab.web import jobs, point_edits, video_jobs
 from chromalab.web.app import STATIC_DIR, create_app
 from chromalab.web.worker import InferenceWorker, Stopping
 from tests.conftest import synthetic_photo
@@ -499,14 +499,14 @@ RED = "#e01010"
 
 
 def open_points(client: TestClient, path: Path, **form: str) -> dict:
-    response = client.post("/api/points/session", files={"image": (path.name, path.read_bytes(), "image/png")},
+    response = client.post("/api/points/edit", files={"image": (path.name, path.read_bytes(), "image/png")},
                            data=form)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def render_points(client: TestClient, session: str, points: list, **extra: object) -> httpx.Response:
-    return client.post("/api/points/render", json={"session": session, "points": points, **extra})
+def render_points(client: TestClient, edit: str, points: list, **extra: object) -> httpx.Response:
+    return client.post("/api/points/render", json={"edit": edit, "points": points, **extra})
 
 
 def lab_window(image: Image.Image, x: int, y: int, reach: int = 3) -> np.ndarray:
@@ -523,21 +523,21 @@ def wide_gray_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_points_session_renders_the_colorizer_result_with_and_without_points(
+def test_points_edit_renders_the_colorizer_result_with_and_without_points(
     client: TestClient, wide_gray_photo: Path, colorizer: Colorizer
 ) -> None:
     opened = open_points(client, wide_gray_photo)
     assert (opened["width"], opened["height"]) == (128, 72)
     photo = open_rgb(wide_gray_photo, keep_gray=True)
 
-    plain = render_points(client, opened["session"], [], seq=1)
+    plain = render_points(client, opened["edit"], [], seq=1)
     assert plain.status_code == 200 and plain.headers["content-type"] == "image/png"
     assert plain.headers["x-chromalab-size"] == plain.headers["x-chromalab-photo-size"] == "128x72"
     assert np.array_equal(pixels(Image.open(io.BytesIO(plain.content))), pixels(colorizer.colorize(photo)))
 
     near, far = (20, 20), (115, 62)
     points = [{"x": 20, "y": 20, "color": RED}]
-    marked = render_points(client, opened["session"], points, seq=2)
+    marked = render_points(client, opened["edit"], points, seq=2)
     assert marked.status_code == 200 and marked.headers["x-chromalab-seq"] == "2"
     result = Image.open(io.BytesIO(marked.content))
     # The same as colorizing with the points directly (the kept L* and guide change nothing)...
@@ -565,9 +565,9 @@ def test_a_point_guided_model_sees_the_points_at_every_render(wide_gray_photo: P
     direct = Colorizer.load(model)
     points = [{"x": 20, "y": 20, "color": RED}]
     with TestClient(create_app([model], None, max_upload_mb=2), base_url=LOCAL) as guided_client:
-        session = open_points(guided_client, wide_gray_photo)["session"]
-        plain = render_points(guided_client, session, [], seq=1)
-        marked = render_points(guided_client, session, points, seq=2)
+        edit = open_points(guided_client, wide_gray_photo)["edit"]
+        plain = render_points(guided_client, edit, [], seq=1)
+        marked = render_points(guided_client, edit, points, seq=2)
     assert np.array_equal(pixels(Image.open(io.BytesIO(plain.content))), pixels(direct.colorize(photo)))
     expected = direct.colorize(photo, points=[(20, 20, RED)])  # the network with hints, then propagation
     assert np.array_equal(pixels(Image.open(io.BytesIO(marked.content))), pixels(expected))
@@ -576,77 +576,77 @@ def test_a_point_guided_model_sees_the_points_at_every_render(wide_gray_photo: P
 
 
 def test_points_previews_and_full_resolution_downloads(client: TestClient, wide_gray_photo: Path) -> None:
-    session = open_points(client, wide_gray_photo)["session"]
-    preview = render_points(client, session, [{"x": 5, "y": 5, "color": RED}], seq=1, max_side=64, format="jpeg")
+    edit = open_points(client, wide_gray_photo)["edit"]
+    preview = render_points(client, edit, [{"x": 5, "y": 5, "color": RED}], seq=1, max_side=64, format="jpeg")
     assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
     assert preview.headers["x-chromalab-size"] == "64x36" and Image.open(io.BytesIO(preview.content)).size == (64, 36)
     # Without a sequence number (a download): full size, named after the upload, never dropped.
-    full = render_points(client, session, [{"x": 5, "y": 5, "color": RED}], format="jpeg")
+    full = render_points(client, edit, [{"x": 5, "y": 5, "color": RED}], format="jpeg")
     assert full.status_code == 200 and Image.open(io.BytesIO(full.content)).size == (128, 72)
     assert 'filename="yard-colorized.jpg"' in full.headers["content-disposition"]
 
 
 def test_points_model_color_is_the_rendered_color_there(client: TestClient, wide_gray_photo: Path) -> None:
-    session = open_points(client, wide_gray_photo)["session"]
-    plain = pixels(Image.open(io.BytesIO(render_points(client, session, []).content)))
+    edit = open_points(client, wide_gray_photo)["edit"]
+    plain = pixels(Image.open(io.BytesIO(render_points(client, edit, []).content)))
     for x, y in [(0, 0), (37, 21), (127, 71), (64, 40)]:
-        answer = client.get("/api/points/color", params={"session": session, "x": x, "y": y})
+        answer = client.get("/api/points/color", params={"edit": edit, "x": x, "y": y})
         assert answer.status_code == 200
         color = answer.json()["color"]
         shown = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
         assert np.abs(np.array(shown) - plain[y, x].astype(int)).max() <= 1, (x, y, color, plain[y, x])
-    outside = client.get("/api/points/color", params={"session": session, "x": 128, "y": 0})
+    outside = client.get("/api/points/color", params={"edit": edit, "x": 128, "y": 0})
     assert outside.status_code == 400 and "outside the 128x72 photo" in outside.json()["detail"]
 
 
-def test_points_follow_the_model_and_controls_of_their_session(
+def test_points_follow_the_model_and_controls_of_their_edit(
     client: TestClient, wide_gray_photo: Path
 ) -> None:
-    gray = open_points(client, wide_gray_photo, saturation="0")["session"]
+    gray = open_points(client, wide_gray_photo, saturation="0")["edit"]
     result = Image.open(io.BytesIO(render_points(client, gray, []).content))
-    assert mean_chroma(result) < 1.0  # the session's network colors carry its controls
-    bad = client.post("/api/points/session", files={"image": ("x.png", b"not an image", "image/png")})
+    assert mean_chroma(result) < 1.0  # the edit's network colors carry its controls
+    bad = client.post("/api/points/edit", files={"image": ("x.png", b"not an image", "image/png")})
     assert bad.status_code == 400 and bad.json()["detail"] == "x.png: not an image Pillow can read"
-    assert client.post("/api/points/session", data={"model": ""}).json()["detail"] == "no photo uploaded"
+    assert client.post("/api/points/edit", data={"model": ""}).json()["detail"] == "no photo uploaded"
 
 
 @pytest.mark.parametrize("body, message", [
-    ('{"session": "S", "points": [{"x": 128, "y": 3, "color": "#ff0000"}]}',
+    ('{"edit": "S", "points": [{"x": 128, "y": 3, "color": "#ff0000"}]}',
      "points: point 1 at (128, 3) is outside the 128x72 photo"),
-    ('{"session": "S", "points": [{"x": 1, "y": 3, "color": "red"}]}',
+    ('{"edit": "S", "points": [{"x": 1, "y": 3, "color": "red"}]}',
      "points: point 1: color 'red' is not an sRGB hex color like #b03a2e"),
-    ('{"session": "S", "points": [{"x": 1, "y": 3}]}', "points: point 1: missing color"),
-    ('{"session": "S", "points": [{"x": 1, "y": 3, "color": "#ff0000"', "points: not valid JSON"),
-    ('{"session": "S"}', 'points: expected {"points": [{"x": .., "y": .., "color": "#rrggbb"}, ...]}'),
-    ('{"points": []}', 'render: "session" is missing'),
-    ('{"session": "S", "points": [], "seq": -1}', "render: seq -1 is not a whole number >= 0"),
-    ('{"session": "S", "points": [], "format": "gif"}', "render: format 'gif'; choose png or jpeg"),
+    ('{"edit": "S", "points": [{"x": 1, "y": 3}]}', "points: point 1: missing color"),
+    ('{"edit": "S", "points": [{"x": 1, "y": 3, "color": "#ff0000"', "points: not valid JSON"),
+    ('{"edit": "S"}', 'points: expected {"points": [{"x": .., "y": .., "color": "#rrggbb"}, ...]}'),
+    ('{"points": []}', 'render: "edit" is missing'),
+    ('{"edit": "S", "points": [], "seq": -1}', "render: seq -1 is not a whole number >= 0"),
+    ('{"edit": "S", "points": [], "format": "gif"}', "render: format 'gif'; choose png or jpeg"),
 ])
 def test_bad_points_get_a_one_line_400(client: TestClient, wide_gray_photo: Path, body: str, message: str) -> None:
-    session = open_points(client, wide_gray_photo)["session"]
-    response = client.post("/api/points/render", content=body.replace('"S"', f'"{session}"'),
+    edit = open_points(client, wide_gray_photo)["edit"]
+    response = client.post("/api/points/render", content=body.replace('"S"', f'"{edit}"'),
                            headers={"content-type": "application/json"})
     assert response.status_code == 400
     detail = response.json()["detail"]
     assert detail.startswith(message) and "\n" not in detail
 
 
-def test_an_unknown_or_closed_session_is_404(client: TestClient, wide_gray_photo: Path) -> None:
+def test_an_unknown_or_closed_edit_is_404(client: TestClient, wide_gray_photo: Path) -> None:
     response = render_points(client, "nope", [])
     assert response.status_code == 404 and "expired or does not exist" in response.json()["detail"]
-    session = open_points(client, wide_gray_photo)["session"]
-    assert client.delete(f"/api/points/session/{session}").status_code == 204
-    assert render_points(client, session, []).status_code == 404
+    edit = open_points(client, wide_gray_photo)["edit"]
+    assert client.delete(f"/api/points/edit/{edit}").status_code == 204
+    assert render_points(client, edit, []).status_code == 404
 
 
-async def session_behind_a_busy_worker(http: httpx.AsyncClient, app, photo: Path,  # noqa: ANN001
+async def edit_behind_a_busy_worker(http: httpx.AsyncClient, app, photo: Path,  # noqa: ANN001
                                        release: threading.Event) -> tuple[str, asyncio.Task]:
-    """A points session on ``photo``, then a job that holds the inference worker until ``release``:
+    """A points edit on ``photo``, then a job that holds the inference worker until ``release``:
     renders sent next wait in the queue."""
-    opened = await http.post("/api/points/session", files={"image": (photo.name, photo.read_bytes(), "image/png")})
+    opened = await http.post("/api/points/edit", files={"image": (photo.name, photo.read_bytes(), "image/png")})
     blocker = asyncio.create_task(app.state.worker.run(release.wait, 10))
     await asyncio.sleep(0.1)
-    return opened.json()["session"], blocker
+    return opened.json()["edit"], blocker
 
 
 def test_an_outdated_render_is_dropped_without_computing(
@@ -654,18 +654,18 @@ def test_an_outdated_render_is_dropped_without_computing(
 ) -> None:
     app = create_app([tiny_model], None)
     rendered: list[int | None] = []
-    real_render = point_sessions.render
-    def counted(store: point_sessions.SessionStore, order: point_sessions.RenderOrder) -> point_sessions.Rendered:
+    real_render = point_edits.render
+    def counted(store: point_edits.EditStore, order: point_edits.RenderOrder) -> point_edits.Rendered:
         rendered.append(order.seq)
         return real_render(store, order)
 
-    monkeypatch.setattr(point_sessions, "render", counted)
+    monkeypatch.setattr(point_edits, "render", counted)
     with TestClient(app, base_url=LOCAL) as http:
-        session = open_points(http, wide_gray_photo)["session"]
-        assert render_points(http, session, [], seq=5).status_code == 200
-        late = render_points(http, session, [{"x": 1, "y": 1, "color": RED}], seq=3)
+        edit = open_points(http, wide_gray_photo)["edit"]
+        assert render_points(http, edit, [], seq=5).status_code == 200
+        late = render_points(http, edit, [{"x": 1, "y": 1, "color": RED}], seq=3)
         assert late.status_code == 409 and "replaced by change 5" in late.json()["detail"]
-        assert render_points(http, session, [], seq=5).status_code == 200  # the same change again: fine
+        assert render_points(http, edit, [], seq=5).status_code == 200  # the same change again: fine
     assert rendered == [5, 5]  # the outdated one never reached the worker
 
 
@@ -676,22 +676,22 @@ def test_a_render_overtaken_while_queued_is_dropped_by_the_worker(
     app = create_app([tiny_model], None)
     release = threading.Event()
     computed: list[int] = []
-    real_spread = point_sessions.with_points
+    real_spread = point_edits.with_points
 
     def counted(image, ab, points, guide):  # noqa: ANN001, ANN202 - with_points' own signature
         computed.append(len(points))
         return real_spread(image, ab, points, guide)
 
-    monkeypatch.setattr(point_sessions, "with_points", counted)
+    monkeypatch.setattr(point_edits, "with_points", counted)
 
     async def clicks() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as http:
-            session, blocker = await session_behind_a_busy_worker(http, app, wide_gray_photo, release)
+            edit, blocker = await edit_behind_a_busy_worker(http, app, wide_gray_photo, release)
             first = asyncio.create_task(http.post("/api/points/render", json={
-                "session": session, "seq": 1, "points": [{"x": 1, "y": 1, "color": RED}]}))
+                "edit": edit, "seq": 1, "points": [{"x": 1, "y": 1, "color": RED}]}))
             await asyncio.sleep(0.1)  # queued behind the blocker
             second = asyncio.create_task(http.post("/api/points/render", json={
-                "session": session, "seq": 2, "points": [{"x": 1, "y": 1, "color": RED}] * 2}))
+                "edit": edit, "seq": 2, "points": [{"x": 1, "y": 1, "color": RED}] * 2}))
             await asyncio.sleep(0.1)
             release.set()
             await blocker
@@ -710,11 +710,11 @@ def test_points_renders_share_the_queue_bound(tiny_model: Path, wide_gray_photo:
 
     async def busy_renders() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as http:
-            session, blocker = await session_behind_a_busy_worker(http, app, wide_gray_photo, release)
+            edit, blocker = await edit_behind_a_busy_worker(http, app, wide_gray_photo, release)
             queued = asyncio.create_task(http.post("/api/points/render",
-                                                   json={"session": session, "points": [], "seq": 1}))
+                                                   json={"edit": edit, "points": [], "seq": 1}))
             await asyncio.sleep(0.1)
-            refused = await http.post("/api/points/render", json={"session": session, "points": [], "seq": 2})
+            refused = await http.post("/api/points/render", json={"edit": edit, "points": [], "seq": 2})
             release.set()
             await blocker
             return [await queued, refused]
@@ -724,56 +724,56 @@ def test_points_renders_share_the_queue_bound(tiny_model: Path, wide_gray_photo:
     assert queued.status_code == 200
 
 
-def fake_session(number: int, side: int = 100) -> point_sessions.PointSession:
+def fake_edit(number: int, side: int = 100) -> point_edits.PointEdit:
     import torch
 
     from chromalab.inference.propagation import PointGuide
 
     photo = Image.new("L", (side, side), 128)
-    return point_sessions.PointSession(
+    return point_edits.PointEdit(
         id=f"s{number}", name="p.png", model_id="m", photo=photo,
         lightness=np.zeros((side, side), np.float32), ab_small=torch.zeros(2, 8, 8), guide=PointGuide(photo),
     )
 
 
-def test_the_session_store_is_bounded_in_count_bytes_and_idle_time() -> None:
+def test_the_edit_store_is_bounded_in_count_bytes_and_idle_time() -> None:
     now = [0.0]
-    store = point_sessions.SessionStore(max_sessions=3, max_bytes=10**9, idle_seconds=60, clock=lambda: now[0])
+    store = point_edits.EditStore(max_edits=3, max_bytes=10**9, idle_seconds=60, clock=lambda: now[0])
     for number in range(5):
-        store.add(fake_session(number))
+        store.add(fake_edit(number))
     assert len(store) == 3
-    with pytest.raises(point_sessions.SessionGone):
+    with pytest.raises(point_edits.EditGone):
         store.get("s0")  # the least recently used went first
     store.get("s2")  # used: now the most recent
-    store.add(fake_session(5))
+    store.add(fake_edit(5))
     assert {"s2", "s4", "s5"} == {s for s in ("s2", "s3", "s4", "s5") if _kept(store, s)}
-    # Bytes: a budget of two sessions keeps two, but never refuses the newest.
-    one = fake_session(9).nbytes
-    small = point_sessions.SessionStore(max_sessions=10, max_bytes=2 * one, clock=lambda: now[0])
+    # Bytes: a budget of two edits keeps two, but never refuses the newest.
+    one = fake_edit(9).nbytes
+    small = point_edits.EditStore(max_edits=10, max_bytes=2 * one, clock=lambda: now[0])
     for number in range(4):
-        small.add(fake_session(number))
+        small.add(fake_edit(number))
     assert len(small) == 2 and small.nbytes <= 2 * one
-    tiny = point_sessions.SessionStore(max_bytes=1, clock=lambda: now[0])
-    tiny.add(fake_session(1))
+    tiny = point_edits.EditStore(max_bytes=1, clock=lambda: now[0])
+    tiny.add(fake_edit(1))
     assert len(tiny) == 1
-    # Idle time: untouched sessions expire.
+    # Idle time: untouched edits expire.
     now[0] += 61
-    with pytest.raises(point_sessions.SessionGone):
+    with pytest.raises(point_edits.EditGone):
         store.get("s5")
     assert len(store) == 0
 
 
-def _kept(store: point_sessions.SessionStore, session_id: str) -> bool:
+def _kept(store: point_edits.EditStore, edit_id: str) -> bool:
     try:
-        store.get(session_id)
+        store.get(edit_id)
         return True
-    except point_sessions.SessionGone:
+    except point_edits.EditGone:
         return False
 
 
-def test_the_app_keeps_at_most_max_sessions(client: TestClient, wide_gray_photo: Path) -> None:
-    store: point_sessions.SessionStore = client.app.state.point_sessions
-    ids = [open_points(client, wide_gray_photo)["session"] for _ in range(point_sessions.MAX_SESSIONS + 2)]
-    assert len(store) == point_sessions.MAX_SESSIONS
+def test_the_app_keeps_at_most_max_edits(client: TestClient, wide_gray_photo: Path) -> None:
+    store: point_edits.EditStore = client.app.state.point_edits
+    ids = [open_points(client, wide_gray_photo)["edit"] for _ in range(point_edits.MAX_EDITS + 2)]
+    assert len(store) == point_edits.MAX_EDITS
     assert render_points(client, ids[0], []).status_code == 404
     assert render_points(client, ids[-1], []).status_code == 200

@@ -31,7 +31,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PHOTO_SIZE = (96, 72)
 UPLOAD_LIMIT_MB = 1
-# A gray photo has mean Lab chroma ~0 (under 0.5 from 8-bit rounding). The session's tiny
+# A gray photo has mean Lab chroma ~0 (under 0.5 from 8-bit rounding). The edit's tiny
 # U-Net (2 epochs on 12 synthetic photos) already gives ~8 on these synthetic scenes: it has
 # learnt their colorful gradients, not real-world colors. 3 sits far above rounding noise and
 # well below what the model gives, so it tests "the page shows the model's colors", not quality.

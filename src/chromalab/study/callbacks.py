@@ -51,7 +51,7 @@ class TrainingClock(L.Callback):
     def __init__(self, run_dir: Path, snapshot_every_s: float | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.snapshot_every_s = snapshot_every_s
-        self.offset = 0.0  # seconds of earlier sessions (restored from the checkpoint)
+        self.offset = 0.0  # training seconds before this resume (restored from the checkpoint)
         self.started: float | None = None
         self.rows: dict[int, float] = {}
         self.next_snapshot = snapshot_every_s

@@ -4,7 +4,7 @@ Routes: ``/`` (the page), ``/static/*`` (its script and style), ``GET /api/info`
 limits, which controls exist), ``POST /api/colorize`` (one photo -> the image, several ->
 a ZIP), ``POST /api/colorize-video`` (a video -> MP4 or WebM) and ``GET /api/progress``
 (frames done of the running video), and the color-points editing routes under ``/api/points/``
-(see :mod:`chromalab.web.point_sessions`). Nothing here reaches the internet: FastAPI's
+(see :mod:`chromalab.web.point_edits`). Nothing here reaches the internet: FastAPI's
 interactive docs are switched off because they load their scripts from a CDN.
 """
 
@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from chromalab.errors import ChromalabError
-from chromalab.web import jobs, point_sessions
+from chromalab.web import jobs, point_edits
 from chromalab.web.catalog import ModelChoice, build_catalog
 from chromalab.web.limits import HostCheck, UploadLimit
 from chromalab.web.worker import InferenceWorker, QueueFull, Stopping
@@ -82,8 +82,8 @@ def create_app(
 
     app = FastAPI(title="chromalab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.worker = worker
-    sessions = point_sessions.SessionStore()
-    app.state.point_sessions = sessions
+    edits = point_edits.EditStore()
+    app.state.point_edits = edits
     app.add_middleware(UploadLimit, limit_mb=max_upload_mb)
     app.add_middleware(HostCheck, host=host)  # added last: runs first
 
@@ -203,8 +203,8 @@ def create_app(
             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
         )
 
-    @app.post("/api/points/session")
-    async def open_points_session(
+    @app.post("/api/points/edit")
+    async def open_points_edit(
         image: Annotated[UploadFile, File(description="one photo")],
         colors: Annotated[ColorForm, Depends(color_form)],
     ) -> dict:
@@ -214,7 +214,7 @@ def create_app(
             upload = await _save(image, Path(folder) / "photo")
             settings = await colors.settings(Path(folder))
             try:
-                return await worker.run(point_sessions.open_session, worker, sessions, choice.path, choice.id,
+                return await worker.run(point_edits.open_edit, worker, edits, choice.path, choice.id,
                                         upload, settings)
             except jobs.ModelUnavailable as error:
                 raise HTTPException(500, f"model {choice.id} cannot be loaded: {error}") from None
@@ -223,16 +223,16 @@ def create_app(
 
     @app.post("/api/points/render")
     async def render_points(request: Request) -> Response:
-        """The session's photo with the given points; an outdated ``seq`` is answered 409 unrendered."""
+        """The edit's photo with the given points; an outdated ``seq`` is answered 409 unrendered."""
         try:
-            order = point_sessions.parse_render((await request.body()).decode("utf-8", "replace"))
-            point_sessions.check_order(sessions, order)
-            pending = worker.submit(point_sessions.render, sessions, order)  # QueueFull: 503, nothing recorded
-            sessions.queued(order.session, order.seq)  # older renders still queued are now dropped
+            order = point_edits.parse_render((await request.body()).decode("utf-8", "replace"))
+            point_edits.check_order(edits, order)
+            pending = worker.submit(point_edits.render, edits, order)  # QueueFull: 503, nothing recorded
+            edits.queued(order.edit, order.seq)  # older renders still queued are now dropped
             rendered = await pending
-        except point_sessions.Outdated as error:
+        except point_edits.Outdated as error:
             return JSONResponse({"detail": str(error)}, status_code=409)
-        except point_sessions.SessionGone as error:
+        except point_edits.EditGone as error:
             raise HTTPException(404, str(error)) from None
         except ChromalabError as error:
             raise HTTPException(400, str(error)) from None
@@ -245,19 +245,19 @@ def create_app(
         })
 
     @app.get("/api/points/color")
-    async def points_model_color(session: str, x: float, y: float) -> dict:
+    async def points_model_color(edit: str, x: float, y: float) -> dict:
         """The model's own color at photo pixel (x, y): the page's first offer for a new point."""
         try:
-            return await worker.run(point_sessions.model_color, sessions, session, x, y)
-        except point_sessions.SessionGone as error:
+            return await worker.run(point_edits.model_color, edits, edit, x, y)
+        except point_edits.EditGone as error:
             raise HTTPException(404, str(error)) from None
         except ChromalabError as error:
             raise HTTPException(400, str(error)) from None
 
-    @app.delete("/api/points/session/{session_id}", status_code=204)
-    async def close_points_session(session_id: str) -> Response:
-        """Free a session now (the page does when it opens a newer one or drops the photo)."""
-        sessions.remove(session_id)
+    @app.delete("/api/points/edit/{edit_id}", status_code=204)
+    async def close_points_edit(edit_id: str) -> Response:
+        """Free an edit now (the page does when it opens a newer one or drops the photo)."""
+        edits.remove(edit_id)
         return Response(status_code=204)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -184,9 +184,9 @@ function setCardState(item, status, detail = "") {
 
 async function pump() {
   if (!state.info) return;
-  // A photo with color points is rendered by its points session, whatever the settings.
+  // A photo with color points is rendered by its points edit, whatever the settings.
   for (const item of state.items.filter(usesPoints)) {
-    if (item.pts.renderedKey !== sessionKey()) requestRender(item);
+    if (item.pts.renderedKey !== editKey()) requestRender(item);
     labelDownload(item, document.querySelector('input[name="format"]:checked').value);
   }
   if (state.busy) return;
@@ -318,7 +318,7 @@ function downloadName(response, uploadName, format) {
 }
 
 // ---- color points --------------------------------------------------------------------------
-// A photo in "Color points" mode keeps an editing session on the server (the photo decoded and
+// A photo in "Color points" mode keeps an edit on the server (the photo decoded and
 // the network run once); every change re-renders it there in a fraction of a second. At most
 // one render per photo is in flight: changes made meanwhile only mark it dirty, and when the
 // render returns the latest points are sent (older states are never sent at all). Renders
@@ -337,8 +337,8 @@ const popup = { item: null, index: -1, opened: 0 };
 const usesPoints = (item) => Boolean(item.pts) && (item.pointsMode || item.pts.points.length > 0);
 const copyPoints = (points) => points.map((point) => ({ ...point }));
 
-// What a session depends on: the model and the color controls (not the download format).
-function sessionKey() {
+// What an edit depends on: the model and the color controls (not the download format).
+function editKey() {
   const s = { model: $("#model").value, reference: state.referenceId };
   if (state.info && state.info.controls) {
     for (const name of Object.keys(state.info.controls)) s[name] = $("#" + name).value;
@@ -350,7 +350,7 @@ function setUpPoints(item) {
   const card = item.card;
   item.pts = {
     points: [], history: [], selected: -1, lastTag: null, good: [],
-    session: null, sessionKey: null, opening: null, width: 0, height: 0,
+    edit: null, editKey: null, opening: null, width: 0, height: 0,
     seq: 0, inFlight: false, dirty: false, renderedKey: null, url: null,
   };
   const layer = card.querySelector(".points-layer");
@@ -403,10 +403,10 @@ function setPointsMode(item, on) {
     card.querySelector(".points-layer").focus();
     if (item.pts.points.length || item.key !== settingsKey(item)) {
       requestRender(item);
-    } else {  // the result on show is the model's own: only the session is needed yet
-      item.pts.renderedKey = sessionKey();
+    } else {  // the result on show is the model's own: only the edit is needed yet
+      item.pts.renderedKey = editKey();
       setPointsState(item, "opening");
-      ensureSession(item).then(() => setPointsState(item, "ready"), (error) => pointsError(item, error.message));
+      ensureEdit(item).then(() => setPointsState(item, "ready"), (error) => pointsError(item, error.message));
     }
   } else if (!item.pts.points.length && item.url) {  // back to the plain result
     card.querySelector(".after").src = item.url;
@@ -422,12 +422,12 @@ function setPointsState(item, value, text = "updating…") {
   item.card.querySelector(".points-busy-text").textContent = text;
 }
 
-// ---- the session and the renders
+// ---- the edit and the renders
 
-async function ensureSession(item) {
+async function ensureEdit(item) {
   while (item.pts.opening) await item.pts.opening.catch(() => {});
-  if (item.pts.session && item.pts.sessionKey === sessionKey()) return item.pts.session;
-  item.pts.opening = openSession(item, sessionKey());
+  if (item.pts.edit && item.pts.editKey === editKey()) return item.pts.edit;
+  item.pts.opening = openEdit(item, editKey());
   try {
     return await item.pts.opening;
   } finally {
@@ -435,7 +435,7 @@ async function ensureSession(item) {
   }
 }
 
-async function openSession(item, key) {
+async function openEdit(item, key) {
   const s = JSON.parse(key);
   const form = new FormData();
   form.append("image", item.file, item.file.name);
@@ -444,17 +444,17 @@ async function openSession(item, key) {
     for (const name of Object.keys(state.info.controls)) form.append(name, s[name]);
     if (state.reference) form.append("reference", state.reference, state.reference.name);
   }
-  const response = await reach(fetch("/api/points/session", { method: "POST", body: form }));
+  const response = await reach(fetch("/api/points/edit", { method: "POST", body: form }));
   if (!response.ok) throw new Error(await errorMessage(response));
   const info = await response.json();
-  closeSession(item);
-  Object.assign(item.pts, { session: info.session, sessionKey: key, width: info.width, height: info.height });
-  return info.session;
+  closeEdit(item);
+  Object.assign(item.pts, { edit: info.edit, editKey: key, width: info.width, height: info.height });
+  return info.edit;
 }
 
-function closeSession(item) {
-  if (item.pts.session) fetch(`/api/points/session/${item.pts.session}`, { method: "DELETE" }).catch(() => {});
-  item.pts.session = null;
+function closeEdit(item) {
+  if (item.pts.edit) fetch(`/api/points/edit/${item.pts.edit}`, { method: "DELETE" }).catch(() => {});
+  item.pts.edit = null;
 }
 
 async function reach(request) {
@@ -465,19 +465,19 @@ async function reach(request) {
   }
 }
 
-// A request on the photo's session; an expired (or evicted) session is opened again, once.
-async function withSession(item, send) {
-  const response = await reach(send(await ensureSession(item)));
+// A request on the photo's edit; an expired (or evicted) edit is opened again, once.
+async function withEdit(item, send) {
+  const response = await reach(send(await ensureEdit(item)));
   if (response.status !== 404) return response;
-  item.pts.session = null;
-  return reach(send(await ensureSession(item)));
+  item.pts.edit = null;
+  return reach(send(await ensureEdit(item)));
 }
 
-function renderRequest(session, points, extra) {
+function renderRequest(edit, points, extra) {
   return fetch("/api/points/render", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ session, points, ...extra }),
+    body: JSON.stringify({ edit, points, ...extra }),
   });
 }
 
@@ -503,12 +503,12 @@ async function renderLoop(item) {
 
 async function renderOnce(item) {
   const seq = ++item.pts.seq;
-  const key = sessionKey();
+  const key = editKey();
   const points = copyPoints(item.pts.points);
   let response;
   try {
-    response = await withSession(item, (session) =>
-      renderRequest(session, points, { seq, max_side: PREVIEW_SIDE, format: "jpeg" }));
+    response = await withEdit(item, (edit) =>
+      renderRequest(edit, points, { seq, max_side: PREVIEW_SIDE, format: "jpeg" }));
   } catch (error) {
     return pointsError(item, error.message);
   }
@@ -569,7 +569,7 @@ async function fullResolution(item) {
   const format = document.querySelector('input[name="format"]:checked').value;
   try {
     const points = copyPoints(item.pts.points);
-    const response = await withSession(item, (session) => renderRequest(session, points, { format }));
+    const response = await withEdit(item, (edit) => renderRequest(edit, points, { format }));
     if (!response.ok) return pointsError(item, await errorMessage(response)) && null;
     return { name: downloadName(response, item.file.name, format), blob: await response.blob() };
   } catch (error) {
@@ -578,7 +578,7 @@ async function fullResolution(item) {
 }
 
 function forgetPoints(item) {
-  closeSession(item);
+  closeEdit(item);
   if (item.pts.url) URL.revokeObjectURL(item.pts.url);
   if (popup.item === item) closePopup();
   if (state.activePoints === item) state.activePoints = null;
@@ -731,10 +731,10 @@ async function addPointAt(item, fraction, fromKeyboard = false) {
   let color = "#808080";
   let pixel;
   try {
-    await ensureSession(item);  // the photo's size in pixels comes with it
+    await ensureEdit(item);  // the photo's size in pixels comes with it
     pixel = toPixel(item, fraction);
-    const response = await withSession(item, (session) =>
-      fetch(`/api/points/color?session=${encodeURIComponent(session)}&x=${pixel.x}&y=${pixel.y}`));
+    const response = await withEdit(item, (edit) =>
+      fetch(`/api/points/color?edit=${encodeURIComponent(edit)}&x=${pixel.x}&y=${pixel.y}`));
     if (!response.ok) return pointsError(item, await errorMessage(response));
     color = (await response.json()).color;
   } catch (error) {
@@ -790,7 +790,7 @@ async function loadPoints(item, file) {
     return pointsError(item, `${file.name}: expected {"points": [{"x": .., "y": .., "color": "#rrggbb"}, ...]}`);
   }
   if (!item.pointsMode) setPointsMode(item, true);
-  await ensureSession(item).catch(() => {});
+  await ensureEdit(item).catch(() => {});
   remember(item, `load:${++popup.opened}`);
   // Checked by the server's render (a bad point is its one-line 400); "B03A2E" shown as "#b03a2e".
   item.pts.points = points.map((point) => {
@@ -816,8 +816,8 @@ function openPopup(item, index, modelColor = null, focus = false) {
   showModelColor(modelColor);
   if (!modelColor) {
     const opened = popup.opened;
-    withSession(item, (session) =>
-      fetch(`/api/points/color?session=${encodeURIComponent(session)}&x=${point.x}&y=${point.y}`))
+    withEdit(item, (edit) =>
+      fetch(`/api/points/color?edit=${encodeURIComponent(edit)}&x=${point.x}&y=${point.y}`))
       .then((response) => (response.ok ? response.json() : null))
       .then((answer) => { if (answer && popup.opened === opened) showModelColor(answer.color); })
       .catch(() => {});

@@ -1,20 +1,20 @@
-"""Color points on the web page: one editing session per photo, kept between clicks.
+"""Color points on the web page: one edit per photo, kept between clicks.
 
 Placing a point must update the result in a fraction of a second, so the slow half of
-colorizing is done once, when the page opens a session (``POST /api/points/session``): the
-photo is decoded, the network runs, and the session keeps the decoded photo, its
+colorizing is done once, when the page opens an edit (``POST /api/points/edit``): the
+photo is decoded, the network runs, and the edit keeps the decoded photo, its
 full-resolution L*, the network's a*b* (with the page's controls applied) and a
 :class:`~chromalab.inference.propagation.PointGuide`. Each render (``POST /api/points/render``)
 then only spreads the points (milliseconds on the guide's small grid), merges with the KEPT L*
 (at full size, or at a preview size whose L* is computed once and kept too) and encodes.
 
 Renders carry a sequence number: a change that a newer one replaces is not worth computing,
-so the store remembers the newest number queued per session and a render older than that is
+so the store remembers the newest number queued per edit and a render older than that is
 refused (409) on arrival and again when the worker reaches it, without computing.
 
-Sessions live in a small LRU store, bounded in count, in bytes and in idle time: an editing
-session is a convenience, not storage, and the page re-opens one transparently when its
-session has gone (404).
+Edits (a photo opened for color points) live in a small LRU store, bounded in count, in bytes
+and in idle time: an edit is a convenience, not storage, and the page re-opens one
+transparently when its edit has gone (404).
 """
 
 from __future__ import annotations
@@ -46,20 +46,20 @@ from chromalab.web.jobs import (
 )
 from chromalab.web.worker import InferenceWorker
 
-MAX_SESSIONS = 4  # photos being edited at once; a fifth evicts the least recently used
-MAX_SESSION_BYTES = 1 << 30  # all sessions together: one 50-MP color photo is ~0.35 GB
-SESSION_IDLE_SECONDS = 30 * 60  # an untouched session is dropped after this
+MAX_EDITS = 4  # photos being edited at once; a fifth evicts the least recently used
+MAX_EDIT_BYTES = 1 << 30  # all edits together: one 50-MP color photo is ~0.35 GB
+EDIT_IDLE_SECONDS = 30 * 60  # an untouched edit is dropped after this
 PREVIEW_SIDE = 2048  # what the page asks for while editing (longest side of the preview)
 PREVIEW_JPEG_QUALITY = 90  # live previews: a third smaller than 95 (less to send and decode at every change)
-KEPT_PREVIEWS = 2  # preview sizes whose L* a session keeps (the page asks for one)
+KEPT_PREVIEWS = 2  # preview sizes whose L* an edit keeps (the page asks for one)
 
 
-class SessionGone(ChromalabError):
-    """No such session: never opened, evicted, or expired. The page opens a new one."""
+class EditGone(ChromalabError):
+    """No such edit: never opened, evicted, or expired. The page opens a new one."""
 
 
 class Outdated(Exception):
-    """A render whose sequence number a newer render of the same session has overtaken."""
+    """A render whose sequence number a newer render of the same edit has overtaken."""
 
     def __init__(self, seq: int, newest: int) -> None:
         super().__init__(f"change {seq} was replaced by change {newest}; not rendered")
@@ -81,7 +81,7 @@ class GuidedRerun:
 
 
 @dataclass
-class PointSession:
+class PointEdit:
     """What a photo's renders reuse: everything that does not depend on the points."""
 
     id: str
@@ -156,88 +156,88 @@ def _bilinear_ab(ab_small: torch.Tensor, x: float, y: float, width: int, height:
     return (upper * (1 - fy) + lower * fy).astype(np.float32)
 
 
-class SessionStore:
-    """A few sessions, least recently used first out; bounded in count, bytes and idle time.
+class EditStore:
+    """A few edits, least recently used first out; bounded in count, bytes and idle time.
 
     Shared by the event loop (look-ups, sequence numbers) and the inference thread (adding,
     rendering), hence the lock.
     """
 
-    def __init__(self, max_sessions: int = MAX_SESSIONS, max_bytes: int = MAX_SESSION_BYTES,
-                 idle_seconds: float = SESSION_IDLE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_sessions = max_sessions
+    def __init__(self, max_edits: int = MAX_EDITS, max_bytes: int = MAX_EDIT_BYTES,
+                 idle_seconds: float = EDIT_IDLE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_edits = max_edits
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
         self._clock = clock
-        self._sessions: OrderedDict[str, PointSession] = OrderedDict()
+        self._edits: OrderedDict[str, PointEdit] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._sessions)
+            return len(self._edits)
 
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return sum(session.nbytes for session in self._sessions.values())
+            return sum(edit.nbytes for edit in self._edits.values())
 
-    def add(self, session: PointSession) -> None:
-        """Keep ``session``, evicting the least recently used ones beyond the bounds (the new
+    def add(self, edit: PointEdit) -> None:
+        """Keep ``edit``, evicting the least recently used ones beyond the bounds (the new
         one always stays: a photo the server accepted can always be edited)."""
         with self._lock:
             self._expire()
-            session.last_used = self._clock()
-            self._sessions[session.id] = session
-            total = sum(kept.nbytes for kept in self._sessions.values())
-            while len(self._sessions) > 1 and (len(self._sessions) > self.max_sessions or total > self.max_bytes):
-                _, evicted = self._sessions.popitem(last=False)
+            edit.last_used = self._clock()
+            self._edits[edit.id] = edit
+            total = sum(kept.nbytes for kept in self._edits.values())
+            while len(self._edits) > 1 and (len(self._edits) > self.max_edits or total > self.max_bytes):
+                _, evicted = self._edits.popitem(last=False)
                 total -= evicted.nbytes
 
-    def get(self, session_id: str) -> PointSession:
+    def get(self, edit_id: str) -> PointEdit:
         with self._lock:
-            return self._touch(session_id)
+            return self._touch(edit_id)
 
-    def remove(self, session_id: str) -> bool:
+    def remove(self, edit_id: str) -> bool:
         with self._lock:
-            return self._sessions.pop(session_id, None) is not None
+            return self._edits.pop(edit_id, None) is not None
 
-    def current(self, session_id: str, seq: int | None) -> PointSession:
-        """The session, if render ``seq`` is not older than the newest it has queued (else
+    def current(self, edit_id: str, seq: int | None) -> PointEdit:
+        """The edit, if render ``seq`` is not older than the newest it has queued (else
         Outdated). ``seq`` None (downloads, scripts): never outdated."""
         with self._lock:
-            session = self._touch(session_id)
-            if seq is not None and seq < session.newest_seq:
-                raise Outdated(seq, session.newest_seq)
-            return session
+            edit = self._touch(edit_id)
+            if seq is not None and seq < edit.newest_seq:
+                raise Outdated(seq, edit.newest_seq)
+            return edit
 
-    def queued(self, session_id: str, seq: int | None) -> None:
+    def queued(self, edit_id: str, seq: int | None) -> None:
         """Render ``seq`` is on the worker's queue: from now on older ones are outdated. Only
         queued renders count, so a render refused as busy (503) cannot make the renders before
         it be dropped and leave the user's latest change unrendered."""
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is not None and seq is not None:
-                session.newest_seq = max(session.newest_seq, seq)
+            edit = self._edits.get(edit_id)
+            if edit is not None and seq is not None:
+                edit.newest_seq = max(edit.newest_seq, seq)
 
-    def _touch(self, session_id: str) -> PointSession:
+    def _touch(self, edit_id: str) -> PointEdit:
         self._expire()
-        session = self._sessions.get(session_id)
-        if session is None:
-            raise SessionGone("this photo's color-points session has expired or does not exist; open it again")
-        session.last_used = self._clock()
-        self._sessions.move_to_end(session_id)
-        return session
+        edit = self._edits.get(edit_id)
+        if edit is None:
+            raise EditGone("this photo's color-points edit has expired or does not exist; open it again")
+        edit.last_used = self._clock()
+        self._edits.move_to_end(edit_id)
+        return edit
 
     def _expire(self) -> None:
         deadline = self._clock() - self.idle_seconds
-        for session_id in [key for key, kept in self._sessions.items() if kept.last_used < deadline]:
-            del self._sessions[session_id]
+        for edit_id in [key for key, kept in self._edits.items() if kept.last_used < deadline]:
+            del self._edits[edit_id]
 
 
 # ---- what the inference thread does ------------------------------------------------------------
 
 
-def open_session(worker: InferenceWorker, store: SessionStore, model_file: Path, model_id: str,
+def open_edit(worker: InferenceWorker, store: EditStore, model_file: Path, model_id: str,
                  upload: Upload, settings: Settings) -> dict[str, Any]:
     """Decode the photo, run the network once, keep what every render reuses; the page's reply."""
     started = time.perf_counter()
@@ -249,13 +249,13 @@ def open_session(worker: InferenceWorker, store: SessionStore, model_file: Path,
     guided = None
     if colorizer.takes_points:
         guided = GuidedRerun(colorizer, model_input(photo, colorizer.spec.size), transform)
-    session = PointSession(
+    edit = PointEdit(
         id=secrets.token_urlsafe(12), name=upload.name, model_id=model_id, photo=photo,
         lightness=lightness_array(photo), ab_small=ab_small, guide=PointGuide(photo), guided=guided,
     )
-    store.add(session)
+    store.add(edit)
     return {
-        "session": session.id, "width": session.width, "height": session.height, "model": model_id,
+        "edit": edit.id, "width": edit.width, "height": edit.height, "model": model_id,
         "preview_side": PREVIEW_SIDE, "seconds": round(time.perf_counter() - started, 4),
     }
 
@@ -264,7 +264,7 @@ def open_session(worker: InferenceWorker, store: SessionStore, model_file: Path,
 class RenderOrder:
     """A parsed ``POST /api/points/render`` body."""
 
-    session: str
+    edit: str
     points: list[ColorPoint]
     seq: int | None = None  # None: a download or a script; never dropped as outdated
     max_side: int = 0  # longest side of the image returned; 0: the photo's full size
@@ -272,19 +272,19 @@ class RenderOrder:
 
 
 def parse_render(text: str) -> RenderOrder:
-    """The render body: the points file's JSON plus ``session``, ``seq``, ``max_side`` and
+    """The render body: the points file's JSON plus ``edit``, ``seq``, ``max_side`` and
     ``format``. Any problem is one ChromalabError line."""
     points = points_from_json(text, "points")  # malformed JSON and bad points: its own lines
     document = json.loads(text)
-    session = document.get("session")
-    if not isinstance(session, str) or not session:
-        raise ChromalabError('render: "session" is missing (the id POST /api/points/session returned)')
+    edit = document.get("edit")
+    if not isinstance(edit, str) or not edit:
+        raise ChromalabError('render: "edit" is missing (the id POST /api/points/edit returned)')
     seq = _whole_number(document, "seq", None)
     max_side = _whole_number(document, "max_side", 0)
     image_format = document.get("format", "png")
     if image_format not in FORMATS:
         raise ChromalabError(f"render: format {image_format!r}; choose {' or '.join(FORMATS)}")
-    return RenderOrder(session, points, seq, max_side, image_format)
+    return RenderOrder(edit, points, seq, max_side, image_format)
 
 
 def _whole_number(document: dict[str, Any], key: str, default: int | None) -> int | None:
@@ -296,12 +296,12 @@ def _whole_number(document: dict[str, Any], key: str, default: int | None) -> in
     return value
 
 
-def check_order(store: SessionStore, order: RenderOrder) -> PointSession:
-    """Before queueing: the session exists, the points lie inside its photo and the order is
-    not outdated. Raises SessionGone, ChromalabError or Outdated."""
-    session = store.current(order.session, order.seq)
-    check_inside(order.points, session.width, session.height, "points")
-    return session
+def check_order(store: EditStore, order: RenderOrder) -> PointEdit:
+    """Before queueing: the edit exists, the points lie inside its photo and the order is
+    not outdated. Raises EditGone, ChromalabError or Outdated."""
+    edit = store.current(order.edit, order.seq)
+    check_inside(order.points, edit.width, edit.height, "points")
+    return edit
 
 
 @dataclass(frozen=True)
@@ -316,20 +316,20 @@ class Rendered:
     seconds: float  # spread + merge + encode, on the inference thread
 
 
-def render(store: SessionStore, order: RenderOrder) -> Rendered:
+def render(store: EditStore, order: RenderOrder) -> Rendered:
     """The photo with its points: spread on the guide, merged with the kept L*, encoded."""
-    session = store.current(order.session, order.seq)  # dropped here if overtaken while queued
+    edit = store.current(order.edit, order.seq)  # dropped here if overtaken while queued
     started = time.perf_counter()
-    ab = session.ab_small
-    if session.guided is not None and order.points:
-        ab = session.guided.predict(session.photo, order.points)
-    if session.guided is None or session.guided.colorizer.propagate_points:
-        ab = with_points(session.photo, ab, order.points, session.guide)
-    pixels = merge_full_resolution(session.lightness_at(order.max_side), ab.unsqueeze(0))
+    ab = edit.ab_small
+    if edit.guided is not None and order.points:
+        ab = edit.guided.predict(edit.photo, order.points)
+    if edit.guided is None or edit.guided.colorizer.propagate_points:
+        ab = with_points(edit.photo, ab, order.points, edit.guide)
+    pixels = merge_full_resolution(edit.lightness_at(order.max_side), ab.unsqueeze(0))
     data = encode_pixels(pixels, order.image_format, preview=order.max_side > 0)
     height, width = pixels.shape[:2]
-    return Rendered(data, FORMATS[order.image_format][1], output_name(session.name, order.image_format),
-                    width, height, session.width, session.height, time.perf_counter() - started)
+    return Rendered(data, FORMATS[order.image_format][1], output_name(edit.name, order.image_format),
+                    width, height, edit.width, edit.height, time.perf_counter() - started)
 
 
 def encode_pixels(pixels: np.ndarray, image_format: str, preview: bool) -> bytes:
@@ -343,8 +343,8 @@ def encode_pixels(pixels: np.ndarray, image_format: str, preview: bool) -> bytes
     return buffer.getvalue()
 
 
-def model_color(store: SessionStore, session_id: str, x: float, y: float) -> dict[str, Any]:
+def model_color(store: EditStore, edit_id: str, x: float, y: float) -> dict[str, Any]:
     """The model's color at a photo pixel: what the page offers first for a new point."""
-    session = store.get(session_id)
-    check_inside([ColorPoint(x, y, "#000000")], session.width, session.height, "point")
-    return {"x": x, "y": y, "color": session.model_color(x, y)}
+    edit = store.get(edit_id)
+    check_inside([ColorPoint(x, y, "#000000")], edit.width, edit.height, "point")
+    return {"x": x, "y": y, "color": edit.model_color(x, y)}
